@@ -1,0 +1,16 @@
+default_scope = 'mmwsss'
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(
+    type='mmseg.SegLocalVisualizer', vis_backends=vis_backends,
+    name='visualizer')
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+# Writes checkpoints that load with torch.load(weights_only=True).
+custom_hooks = [dict(type='SafeCheckpointHook')]

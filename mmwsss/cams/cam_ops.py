@@ -1,0 +1,126 @@
+# Copyright (c) mmwsss contributors.
+"""Tensor operations on class activation maps (CAMs).
+
+All functions take CAMs shaped ``(K, H, W)`` or ``(N, K, H, W)`` for ``K``
+foreground classes and work on any device. Constants follow the public
+anchors (see ``configs/cam/README.md``):
+
+- ``normalize_cams(mode='max')``: ``relu(x) / (max_hw relu(x) + eps)``,
+  IRN ``make_cam.py`` / PuzzleCAM inference (``eps=1e-5``).
+- ``normalize_cams(mode='minmax')``: ``(x - min) / (max - min + eps)`` after
+  ``relu``, SEAM / ToCo.
+- ``fuse_maps(mode='sum'|'max'|'mean')``: IRN/PSA/SEAM fuse flips and
+  scales by sum, ToCo fuses flips by element-wise max, AMN scales by mean.
+- ``background_scores``: a constant threshold (IRN 0.15) or PSA's
+  ``(1 - max_c cam_c) ** alpha``.
+"""
+from typing import Sequence
+
+import torch
+
+NORM_MODES = ('max', 'minmax', 'none')
+FUSE_MODES = ('sum', 'max', 'mean')
+BG_MODES = ('const', 'power')
+
+
+def normalize_cams(cams: torch.Tensor,
+                   mode: str = 'max',
+                   eps: float = 1e-5) -> torch.Tensor:
+    """Normalise each CAM channel to [0, 1] over its spatial extent.
+
+    Args:
+        cams (Tensor): ``(..., H, W)`` CAMs (raw or ReLU-ed).
+        mode (str): ``'max'`` (IRN/PuzzleCAM), ``'minmax'`` (SEAM/ToCo) or
+            ``'none'``.
+        eps (float): Stabiliser added to the denominator. Defaults to 1e-5.
+
+    Returns:
+        Tensor: Normalised CAMs, same shape.
+    """
+    if mode not in NORM_MODES:
+        raise ValueError(f'norm mode must be one of {NORM_MODES}, got '
+                         f'{mode!r}')
+    cams = torch.relu(cams)
+    if mode == 'none':
+        return cams
+    flat = cams.flatten(-2)
+    cmax = flat.max(dim=-1).values[..., None, None]
+    if mode == 'max':
+        return cams / (cmax + eps)
+    cmin = flat.min(dim=-1).values[..., None, None]
+    return (cams - cmin) / (cmax - cmin + eps)
+
+
+def fuse_maps(maps: Sequence[torch.Tensor], mode: str = 'sum') -> torch.Tensor:
+    """Fuse same-shaped maps (flips or scales) element-wise.
+
+    Args:
+        maps (Sequence[Tensor]): Maps of identical shape.
+        mode (str): ``'sum'``, ``'max'`` or ``'mean'``.
+
+    Returns:
+        Tensor: The fused map.
+    """
+    if mode not in FUSE_MODES:
+        raise ValueError(f'fusion mode must be one of {FUSE_MODES}, got '
+                         f'{mode!r}')
+    if len(maps) == 0:
+        raise ValueError('fuse_maps needs at least one map')
+    stacked = torch.stack(list(maps), dim=0)
+    if mode == 'sum':
+        return stacked.sum(0)
+    if mode == 'mean':
+        return stacked.mean(0)
+    return stacked.max(0).values
+
+
+def label_mask(img_labels: Sequence[int], num_classes: int,
+               device=None) -> torch.Tensor:
+    """Multi-hot vector over foreground classes from image labels.
+
+    Args:
+        img_labels (Sequence[int]): Foreground class indices in the
+            segmentation label space (1..num_classes-1).
+        num_classes (int): Number of classes including background.
+        device: Torch device of the result.
+
+    Returns:
+        Tensor: ``(num_classes - 1,)`` float multi-hot vector.
+    """
+    vec = torch.zeros(num_classes - 1, device=device)
+    for lab in img_labels:
+        lab = int(lab)
+        if not 0 < lab < num_classes:
+            raise ValueError(f'image label {lab} is outside [1, '
+                             f'{num_classes - 1}] (num_classes='
+                             f'{num_classes}); check the dataset classes '
+                             'against the model num_classes')
+        vec[lab - 1] = 1
+    return vec
+
+
+def background_scores(cams: torch.Tensor,
+                      mode: str = 'const',
+                      thr: float = 0.15,
+                      alpha: float = 4.0) -> torch.Tensor:
+    """Background score map for normalised foreground CAMs.
+
+    Args:
+        cams (Tensor): ``(K, H, W)`` normalised CAMs in [0, 1].
+        mode (str): ``'const'``: the constant ``thr`` (IRN/ReCAM/AMN); a
+            pixel is background when no CAM reaches ``thr``.
+            ``'power'``: ``(1 - max_k cam_k) ** alpha`` (PSA/SEAM).
+        thr (float): Constant background score. Defaults to 0.15 (IRN).
+        alpha (float): Power for ``'power'``. Defaults to 4 (PSA la_crf).
+
+    Returns:
+        Tensor: ``(1, H, W)`` background scores.
+    """
+    if mode not in BG_MODES:
+        raise ValueError(f'background mode must be one of {BG_MODES}, got '
+                         f'{mode!r}')
+    if mode == 'const':
+        return torch.full_like(cams[:1], float(thr))
+    if cams.shape[0] == 0:
+        return cams.new_ones((1, ) + tuple(cams.shape[1:]))
+    return (1 - cams.max(dim=0, keepdim=True).values).clamp(min=0)**alpha

@@ -1,0 +1,4 @@
+# Copyright (c) mmwsss contributors.
+from .formatting import PackWSSSInputs
+
+__all__ = ['PackWSSSInputs']

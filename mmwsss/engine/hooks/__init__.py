@@ -1,0 +1,4 @@
+# Copyright (c) mmwsss contributors.
+from .safe_checkpoint_hook import SafeCheckpointHook
+
+__all__ = ['SafeCheckpointHook']

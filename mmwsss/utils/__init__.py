@@ -1,0 +1,4 @@
+# Copyright (c) mmwsss contributors.
+from .setup_env import register_all_modules
+
+__all__ = ['register_all_modules']

@@ -1,0 +1,85 @@
+# Copyright (c) mmwsss contributors.
+"""Crash-safe writers for the many-file outputs of mmwsss tools."""
+import io
+import os
+import os.path as osp
+import tempfile
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers never see a partial file.
+
+    The bytes go to a temporary file in the same folder which is then
+    renamed onto ``path`` (``os.replace`` is atomic on POSIX). A crash
+    leaves at most a ``.tmp`` file that the next run overwrites or ignores.
+
+    Args:
+        path (str): Destination path.
+        data (bytes): File contents.
+    """
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix='.' + osp.basename(path) + '.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def encode_label_png(label: np.ndarray,
+                     palette: Optional[Sequence[Sequence[int]]] = None
+                     ) -> bytes:
+    """Encode an index mask as PNG bytes, with a palette when given.
+
+    Args:
+        label (np.ndarray): ``(H, W)`` integer class indices in [0, 255].
+        palette (Sequence, optional): ``[[r, g, b], ...]`` per class; index
+            255 (ignore) is painted white. Without a palette the PNG is a
+            plain 8-bit grey image.
+
+    Returns:
+        bytes: PNG file contents.
+    """
+    label = np.asarray(label)
+    if label.ndim != 2:
+        raise ValueError(f'label map must be 2-D, got shape {label.shape}')
+    if label.size and (label.min() < 0 or label.max() > 255):
+        raise ValueError('label values must lie in [0, 255], got '
+                         f'[{label.min()}, {label.max()}]')
+    img = Image.fromarray(label.astype(np.uint8), mode='L')
+    if palette is not None:
+        flat = np.zeros((256, 3), dtype=np.uint8)
+        pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:255]
+        flat[:len(pal)] = pal
+        flat[255] = 255
+        img = img.convert('P')
+        img.putpalette(flat.flatten().tolist())
+    buf = io.BytesIO()
+    img.save(buf, format='PNG')
+    return buf.getvalue()
+
+
+def atomic_save_label_png(path: str,
+                          label: np.ndarray,
+                          palette: Optional[Sequence[Sequence[int]]] = None
+                          ) -> None:
+    """Save an index mask as a (palette) PNG atomically."""
+    atomic_write_bytes(path, encode_label_png(label, palette))
+
+
+def atomic_save_npz(path: str, **arrays) -> None:
+    """Save arrays as a compressed ``.npz`` atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())

@@ -4,7 +4,7 @@ _base_ = [
     '../_base_/models/cam_r18.py', '../_base_/datasets/demo_wsss.py',
     '../_base_/default_runtime.py'
 ]
-num_classes = 7
+num_classes = 8
 model = dict(
     data_preprocessor=dict(size=(128, 128)),
     backbone=dict(

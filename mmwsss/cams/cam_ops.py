@@ -33,6 +33,7 @@ def normalize_cams(cams: torch.Tensor,
         mode (str): ``'max'`` (IRN/PuzzleCAM), ``'minmax'`` (SEAM/ToCo) or
             ``'none'``.
         eps (float): Stabiliser added to the denominator. Defaults to 1e-5.
+            A constant channel maps to 0, also with ``eps=0``.
 
     Returns:
         Tensor: Normalised CAMs, same shape.
@@ -46,9 +47,15 @@ def normalize_cams(cams: torch.Tensor,
     flat = cams.flatten(-2)
     cmax = flat.max(dim=-1).values[..., None, None]
     if mode == 'max':
-        return cams / (cmax + eps)
+        return cams / _nonzero(cmax + eps)
     cmin = flat.min(dim=-1).values[..., None, None]
-    return (cams - cmin) / (cmax - cmin + eps)
+    return (cams - cmin) / _nonzero(cmax - cmin + eps)
+
+
+def _nonzero(denom: torch.Tensor) -> torch.Tensor:
+    # With eps=0 a constant channel would give 0 / 0 = NaN; its numerator
+    # is 0 everywhere, so dividing by 1 instead maps it to 0.
+    return torch.where(denom == 0, torch.ones_like(denom), denom)
 
 
 def fuse_maps(maps: Sequence[torch.Tensor], mode: str = 'sum') -> torch.Tensor:
@@ -120,7 +127,9 @@ def background_scores(cams: torch.Tensor,
         raise ValueError(f'background mode must be one of {BG_MODES}, got '
                          f'{mode!r}')
     if mode == 'const':
-        return torch.full_like(cams[:1], float(thr))
+        # new_full, not full_like(cams[:1]): with no labelled class (K=0)
+        # cams[:1] is empty and the background channel would be missing.
+        return cams.new_full((1, ) + tuple(cams.shape[1:]), float(thr))
     if cams.shape[0] == 0:
         return cams.new_ones((1, ) + tuple(cams.shape[1:]))
     return (1 - cams.max(dim=0, keepdim=True).values).clamp(min=0)**alpha

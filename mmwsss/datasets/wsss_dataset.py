@@ -40,6 +40,9 @@ def load_label_file(path: str, classes: Sequence[str]) -> Dict[str, list]:
     name2idx = {name: i for i, name in enumerate(classes)}
     out = {}
     for key, labels in raw.items():
+        if not isinstance(labels, list):
+            raise ValueError(f'image-label file {path}: image "{key}" must map '
+                             f'to a list of labels, got {labels!r}')
         idx = []
         for lab in labels:
             if isinstance(lab, str):
@@ -49,7 +52,8 @@ def load_label_file(path: str, classes: Sequence[str]) -> Dict[str, list]:
                         f'unknown class "{lab}"; known classes: '
                         f'{list(classes)}')
                 lab = name2idx[lab]
-            if not isinstance(lab, int) or not 0 < lab < len(classes):
+            if (isinstance(lab, bool) or not isinstance(lab, int)
+                    or not 0 < lab < len(classes)):
                 raise ValueError(
                     f'image-label file {path}: image "{key}" has class index '
                     f'{lab!r} outside [1, {len(classes) - 1}]')
@@ -176,6 +180,10 @@ class WSSSVOCDataset(BaseSegDataset):
         self.label_file = label_file
         self.xml_dir = xml_dir
         self.allow_empty_labels = allow_empty_labels
+        # BaseSegDataset fills a missing seg_map_path with '' (then joins it
+        # with data_root), so remember whether masks were asked for.
+        prefix = kwargs.get('data_prefix') or {}
+        self.has_masks = bool(prefix.get('seg_map_path'))
         super().__init__(
             ann_file=ann_file,
             img_suffix=img_suffix,
@@ -204,7 +212,8 @@ class WSSSVOCDataset(BaseSegDataset):
         if self.ann_file and not osp.isfile(self.ann_file):
             raise FileNotFoundError(f'split file not found: {self.ann_file}')
         img_dir = self.data_prefix.get('img_path', '')
-        seg_dir = self.data_prefix.get('seg_map_path', None)
+        seg_dir = (self.data_prefix.get('seg_map_path')
+                   if self.has_masks else None)
         if self.ann_file:
             names = [
                 line.strip() for line in fileio.list_from_file(self.ann_file)

@@ -12,12 +12,14 @@ protection on and fix both sides:
 - reading: :func:`safe_load_from_local` replaces MMEngine's local-file
   loader. It loads with ``weights_only=True`` and a short allow-list of
   data-only types (``SAFE_GLOBALS``: MMEngine's ``HistoryBuffer`` and the
-  NumPy array/dtype reconstructors) so that checkpoints written by stock
-  MMSeg/MMEngine still load. ``builtins.getattr``, which some NumPy scalar
-  pickles need, is never allowed (it re-opens arbitrary code execution);
-  such files are refused with a message pointing at
-  ``tools/misc/convert_checkpoint.py``, which rewrites a checkpoint the
-  user trusts in the safe form.
+  NumPy array/dtype reconstructors) so that weight files from elsewhere
+  (state dicts, NumPy arrays in ``meta``) load. ``builtins.getattr`` is
+  never allowed (it re-opens arbitrary code execution). NumPy scalars need
+  it, and so does every ``HistoryBuffer`` as pickled by MMEngine 0.10.7
+  (its statistics methods are stored as ``getattr(HistoryBuffer, 'min')``
+  ...), so full training checkpoints written by stock MMSeg/MMEngine are
+  refused with a message pointing at ``tools/misc/convert_checkpoint.py``,
+  which rewrites a checkpoint the user trusts in the safe form.
 """
 import os.path as osp
 import pickle
@@ -161,9 +163,11 @@ def from_safe(obj: Any) -> Any:
                                  obj['max_length'])
         for k in list(obj.keys()):
             v = obj[k]
-            if isinstance(v, (dict, list)):
+            if isinstance(v, (dict, list, tuple)):
                 obj[k] = from_safe(v)
         return obj
     if isinstance(obj, list):
         return [from_safe(v) for v in obj]
+    if type(obj) is tuple:  # to_safe keeps tuples
+        return tuple(from_safe(v) for v in obj)
     return obj

@@ -9,6 +9,11 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
+# ``tempfile.mkstemp`` creates files with mode 0600; the renamed outputs get
+# the permissions an ordinary ``open(path, 'w')`` would give them.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers never see a partial file.
@@ -30,6 +35,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         if osp.exists(tmp):

@@ -187,7 +187,11 @@ class CAMSegmentor(BaseSegmentor):
             x = x[..., :ih, :iw]
         if meta.get('flip', False):
             direction = meta.get('flip_direction', 'horizontal')
-            x = x.flip(-1) if direction == 'horizontal' else x.flip(-2)
+            dims = dict(horizontal=(-1, ), vertical=(-2, ),
+                        diagonal=(-2, -1)).get(direction)
+            if dims is None:
+                raise ValueError(f'unknown flip_direction {direction!r}')
+            x = x.flip(dims)
         ori = tuple(meta.get('ori_shape', x.shape[-2:])[:2])
         if tuple(x.shape[-2:]) != ori:
             x = F.interpolate(

@@ -1,0 +1,594 @@
+# Copyright (c) mmwsss contributors.
+"""Write CAM pseudo labels (and optionally their scores) for a dataset.
+
+:func:`make_pseudo_labels` is the engine of ``tools/make_pseudo_labels.py``:
+
+1. the dataset is built from a dataloader of the config (``--split``) with
+   ``mmseg.LoadAnnotations`` removed from its pipeline and
+   ``data_prefix.seg_map_path`` dropped (unless the image labels are read
+   from the masks, ``label_source='mask'``), so no ground truth is needed;
+   the ``train`` split uses the test (or val) pipeline, never the random
+   training augmentations;
+2. the model is built, the checkpoint loaded with MMEngine's
+   ``load_checkpoint`` (through mmwsss' weights-only loader) and, in the
+   main process, ``model.test_step`` gives the ``(C, H, W)`` scores at the
+   original image size (``seg_logits``; the model's own refiner is turned
+   off);
+3. the label assignment runs in a pool of ``workers`` processes (1: in
+   the main process) while the model works on the next images: ``'none'``
+   is the argmax of the scores (ties go to the lower index, hence to
+   background, like ``pred_sem_seg`` without a refiner), ``'irn_label'`` /
+   ``'psa_softmax'`` a :class:`~mmwsss.refine.DenseCRF` preset and
+   ``'config'`` whatever ``model.test_cfg.refine`` says. A CRF sees the
+   original image file decoded as RGB uint8.
+
+Outputs in ``out_dir``: ``<stem>.png`` (palette PNG with the dataset
+palette), with ``save_scores`` ``scores/<stem>.npz`` (``scores`` (C, H, W)
+and ``img_labels``, as ``tools/analysis_tools/sweep_thresholds.py`` reads
+them), and ``meta.json`` (``meta_shard<I>of<K>.json`` per shard). Every
+file is written atomically, images whose outputs all exist are skipped, so
+an interrupted run is completed by running the same command again.
+Re-running with different settings (checkpoint content, split,
+refinement, model ``test_cfg``) into the same folder is refused, and so is
+a folder holding PNGs without a meta file (e.g. the ground-truth masks).
+"""
+import copy
+import json
+import multiprocessing
+import os
+import os.path as osp
+import sys
+import time
+from collections import deque
+from typing import Dict, List, Optional, Tuple, Union
+
+import cv2
+import numpy as np
+import torch
+from mmengine import fileio
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope
+from mmengine.runner import load_checkpoint
+from tqdm import tqdm
+
+from mmwsss.utils.io import atomic_save_label_png, atomic_save_npz, \
+    atomic_write_bytes
+
+REFINE_CHOICES = ('config', 'none', 'irn_label', 'psa_softmax')
+SPLITS = ('train', 'val', 'test')
+SCORE_DTYPES = ('float32', 'float16')
+# Settings that must match between runs writing into the same folder.
+_COMPARED = ('checkpoint', 'split', 'refine_cfg', 'test_cfg')
+
+
+class PseudoLabelError(ValueError):
+    """Bad arguments, config or output folder (a user error)."""
+
+
+# ----------------------------------------------------------------------
+# config helpers
+def _type_name(transform: dict) -> str:
+    t = transform.get('type', '') if isinstance(transform, dict) else ''
+    name = t if isinstance(t, str) else getattr(t, '__name__', '')
+    return name.split('.')[-1]
+
+
+def _strip_dataset_cfg(ds_cfg: dict, pipeline: Optional[list]) -> dict:
+    """Drop mask loading from a dataset config (recursing into wrappers)."""
+    ds_cfg = copy.deepcopy(ds_cfg)
+    if ds_cfg.get('dataset') is not None:
+        ds_cfg['dataset'] = _strip_dataset_cfg(ds_cfg['dataset'], pipeline)
+    if ds_cfg.get('datasets') is not None:
+        ds_cfg['datasets'] = [
+            _strip_dataset_cfg(d, pipeline) for d in ds_cfg['datasets']
+        ]
+    if ds_cfg.get('dataset') is None and ds_cfg.get('datasets') is None:
+        if pipeline is not None:
+            ds_cfg['pipeline'] = copy.deepcopy(pipeline)
+        prefix = ds_cfg.get('data_prefix')
+        if prefix and ds_cfg.get('label_source') != 'mask':
+            prefix.pop('seg_map_path', None)
+    if ds_cfg.get('pipeline') is not None:
+        ds_cfg['pipeline'] = [
+            t for t in ds_cfg['pipeline'] if _type_name(t) != 'LoadAnnotations'
+        ]
+    return ds_cfg
+
+
+def _loader_dataset(cfg: Config, key: str) -> Optional[dict]:
+    loader = cfg.get(key, None)
+    if not loader or loader.get('dataset', None) is None:
+        return None
+    return loader['dataset']
+
+
+def dataset_cfg_for_split(cfg: Config, split: str) -> dict:
+    """The dataset config of ``<split>_dataloader`` prepared for labelling.
+
+    Args:
+        cfg (Config): The full config.
+        split (str): ``'train'``, ``'val'`` or ``'test'``.
+
+    Returns:
+        dict: A dataset config that needs no ground-truth masks. For
+        ``'train'`` the pipeline is replaced by the test (else val)
+        dataloader's pipeline, else ``cfg.test_pipeline``.
+    """
+    key = f'{split}_dataloader'
+    ds_cfg = _loader_dataset(cfg, key)
+    if ds_cfg is None:
+        raise PseudoLabelError(
+            f'config {cfg.filename or "<dict>"} has no {key} with a '
+            f'dataset; pick another --split ({"/".join(SPLITS)})')
+    pipeline = None
+    if split == 'train':
+        for other in ('test_dataloader', 'val_dataloader'):
+            other_ds = _loader_dataset(cfg, other)
+            if other_ds is not None and other_ds.get('pipeline'):
+                pipeline = other_ds['pipeline']
+                break
+        else:
+            pipeline = cfg.get('test_pipeline', None)
+        if pipeline is None:
+            raise PseudoLabelError(
+                'cannot find an inference pipeline for the train images '
+                '(looked at test_dataloader, val_dataloader and '
+                'test_pipeline); the training pipeline crops and flips')
+    return _strip_dataset_cfg(ds_cfg, pipeline)
+
+
+def _jsonable(obj):
+    """Plain JSON data (dicts, lists, numbers, strings) from a config."""
+    return json.loads(json.dumps(obj, default=repr))
+
+
+def _file_sha256(path: str) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _meta_name(num_shards: int, shard_id: int) -> str:
+    if num_shards == 1:
+        return 'meta.json'
+    return f'meta_shard{shard_id}of{num_shards}.json'
+
+
+def _check_previous_meta(out_dir: str, settings: dict) -> None:
+    """Refuse to mix outputs made with other settings in one folder."""
+    if not osp.isdir(out_dir):
+        return
+    found_meta = False
+    for name in sorted(os.listdir(out_dir)):
+        if not (name.startswith('meta') and name.endswith('.json')):
+            continue
+        path = osp.join(out_dir, name)
+        try:
+            with open(path, encoding='utf-8') as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(old, dict) or 'settings' not in old:
+            continue
+        found_meta = True
+        diff = [
+            k for k in _COMPARED if old['settings'].get(k) != settings.get(k)
+        ]
+        if diff:
+            lines = '; '.join(f'{k}: {old["settings"].get(k)!r} there, '
+                              f'{settings.get(k)!r} now' for k in diff)
+            raise PseudoLabelError(
+                f'{out_dir} holds outputs made with other settings '
+                f'({path}: {lines}); use another --out folder or delete it')
+    if not found_meta and any(f.endswith('.png') for f in os.listdir(out_dir)):
+        raise PseudoLabelError(
+            f'{out_dir} holds PNG files but no meta*.json of '
+            'make_pseudo_labels (ground-truth masks?); refusing to write '
+            'into it, use an empty or new --out folder')
+
+
+def _remove_stale_tmp(folder: str, names: set) -> int:
+    """Delete temporary files of ``atomic_write_bytes`` for ``names``.
+
+    Only the temporaries of this run's own outputs are touched, so shards
+    running at the same time into one folder do not disturb each other.
+    """
+    if not osp.isdir(folder):
+        return 0
+    count = 0
+    for fname in os.listdir(folder):
+        if not (fname.startswith('.') and fname.endswith('.tmp')):
+            continue
+        target = fname[1:-len('.tmp')].rsplit('.', 1)[0]
+        if target in names:
+            try:
+                os.unlink(osp.join(folder, fname))
+                count += 1
+            except FileNotFoundError:
+                pass
+    return count
+
+
+# ----------------------------------------------------------------------
+# worker side
+def read_rgb(path: str) -> np.ndarray:
+    """Decode an image file as a uint8 RGB array, as the pipeline does.
+
+    Uses ``cv2.IMREAD_COLOR`` (like ``mmseg.LoadImageFromFile``, so EXIF
+    orientation is applied identically) through MMEngine's file backends.
+    """
+    buf = np.frombuffer(fileio.get(path), dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f'cannot decode image {path}')
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def _finish_one(ctx: dict, job: dict) -> str:
+    """Assign labels to one image and write its files (pool worker)."""
+    try:
+        c, h, w = job['shape']
+        scores = np.zeros((c, h, w), dtype=np.float32)
+        scores[job['keys']] = job['sel']
+        refiner = ctx['refiner']
+        if refiner is None:
+            label = scores.argmax(axis=0)
+        else:
+            img = read_rgb(job['img_path'])
+            if img.shape[:2] != (h, w):
+                raise ValueError(
+                    f'the image file is {img.shape[1]}x{img.shape[0]} but '
+                    f'the scores are {w}x{h} (ori_shape); the CRF needs '
+                    'scores at the original image size')
+            label = refiner(img, scores, job['crf_labels'])
+        if ctx['save_scores']:
+            atomic_save_npz(
+                job['npz_path'],
+                scores=scores.astype(ctx['scores_dtype']),
+                img_labels=np.asarray(job['img_labels'], dtype=np.int64))
+        atomic_save_label_png(job['png_path'], label, ctx['palette'])
+    except Exception as e:
+        raise RuntimeError(f'{job["img_path"]}: {type(e).__name__}: {e}') \
+            from None
+    return job['stem']
+
+
+# ----------------------------------------------------------------------
+# main side
+def _num_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _build_refiner(refine: str, model_refine) -> object:
+    from mmwsss.refine import DenseCRF
+    from mmwsss.registry import TASK_UTILS
+    if refine == 'none':
+        return None
+    if refine in ('irn_label', 'psa_softmax'):
+        return DenseCRF(preset=refine)
+    return TASK_UTILS.build(model_refine) if model_refine else None
+
+
+def _refine_cfg(refine: str, model_refine) -> Union[str, dict]:
+    if refine == 'none' or (refine == 'config' and not model_refine):
+        return 'none'
+    if refine in ('irn_label', 'psa_softmax'):
+        return dict(type='DenseCRF', preset=refine)
+    return _jsonable(dict(model_refine))
+
+
+def _infer(model, dataset, idx: int, use_img_labels: bool) -> dict:
+    """Model scores of one dataset item as a (compact) job."""
+    # prepare_data, not dataset[idx]: outside test_mode, __getitem__ would
+    # silently substitute a random other image when the pipeline fails.
+    prepare = getattr(dataset, 'prepare_data', None)
+    item = prepare(idx) if prepare is not None else dataset[idx]
+    if item is None:
+        raise RuntimeError(f'the pipeline returned None for image {idx} '
+                           f'({dataset.get_data_info(idx).get("img_path")})')
+    data = pseudo_collate([item])
+    with torch.no_grad():
+        out = model.test_step(data)[0]
+    if 'seg_logits' not in out:
+        raise RuntimeError(
+            f'{type(model).__name__}.predict gave no seg_logits; pseudo '
+            'labels need a segmentor that returns class scores')
+    scores = out.seg_logits.data.float().cpu().numpy()
+    meta = out.metainfo
+    ori = tuple(meta.get('ori_shape', scores.shape[1:])[:2])
+    if scores.ndim != 3 or tuple(scores.shape[1:]) != ori:
+        raise RuntimeError(f'{meta.get("img_path")}: seg_logits of shape '
+                           f'{scores.shape} do not match the original image '
+                           f'size {ori}')
+    keys = np.flatnonzero(
+        np.any(scores.reshape(scores.shape[0], -1) != 0, axis=1))
+    if 'img_labels' in meta:
+        img_labels = sorted(int(x) for x in meta['img_labels'])
+    else:
+        img_labels = [int(k) for k in keys if k > 0]
+    return dict(
+        img_path=meta.get('img_path'),
+        shape=scores.shape,
+        keys=keys,
+        sel=np.ascontiguousarray(scores[keys]),
+        img_labels=img_labels,
+        # The classes the model kept (as CAMSegmentor's own refiner gets).
+        crf_labels=img_labels
+        if use_img_labels and 'img_labels' in meta else None)
+
+
+def make_pseudo_labels(cfg: Union[str, Config],
+                       checkpoint: str,
+                       out_dir: str,
+                       split: str = 'test',
+                       refine: str = 'config',
+                       bg_thr: Optional[float] = None,
+                       save_scores: bool = False,
+                       scores_dtype: str = 'float32',
+                       workers: int = 1,
+                       num_shards: int = 1,
+                       shard_id: int = 0,
+                       limit: Optional[int] = None,
+                       device: Optional[str] = None,
+                       progress: bool = True) -> Dict[str, object]:
+    """Write pseudo labels of a dataset split; see the module docstring.
+
+    Args:
+        cfg (str | Config): Config (path or object; not modified).
+        checkpoint (str): Model checkpoint (local path or URL).
+        out_dir (str): Output folder.
+        split (str): Dataloader whose dataset is labelled: ``'train'``,
+            ``'val'`` or ``'test'``. Defaults to ``'test'``.
+        refine (str): ``'config'`` (``model.test_cfg.refine``), ``'none'``
+            (argmax), ``'irn_label'`` or ``'psa_softmax'`` (DenseCRF).
+        bg_thr (float, optional): Overrides ``model.test_cfg.bg_thr``.
+        save_scores (bool): Also write ``scores/<stem>.npz``.
+        scores_dtype (str): ``'float32'`` (default; the argmax of the saved
+            scores is then exactly the ``'none'`` label map) or
+            ``'float16'`` (half the disk space).
+        workers (int): Processes for label assignment and writing; 1 runs
+            them in the main process. Defaults to 1.
+        num_shards (int): Split the images into this many shards; image
+            ``i`` belongs to shard ``i % num_shards``.
+        shard_id (int): The shard this call labels.
+        limit (int, optional): Only the first ``limit`` images of the
+            shard (handy for a quick look).
+        device (str, optional): Inference device; default ``cuda`` when
+            available, else ``cpu``.
+        progress (bool): Show a progress bar and messages.
+
+    Returns:
+        dict: ``total`` (images of this shard, after ``limit``),
+        ``skipped`` (already done), ``processed`` (written now),
+        ``out_dir`` and ``meta`` (the meta file path).
+    """
+    if refine not in REFINE_CHOICES:
+        raise PseudoLabelError(f'unknown refine {refine!r}; choose from '
+                               f'{", ".join(REFINE_CHOICES)}')
+    if split not in SPLITS:
+        raise PseudoLabelError(f'unknown split {split!r}; choose from '
+                               f'{", ".join(SPLITS)}')
+    if scores_dtype not in SCORE_DTYPES:
+        raise PseudoLabelError(f'scores_dtype must be one of {SCORE_DTYPES}, '
+                               f'got {scores_dtype!r}')
+    if int(workers) != workers or workers < 1:
+        raise PseudoLabelError(f'workers must be >= 1, got {workers}')
+    if int(num_shards) != num_shards or num_shards < 1:
+        raise PseudoLabelError(f'num_shards must be >= 1, got {num_shards}')
+    if int(shard_id) != shard_id or not 0 <= shard_id < num_shards:
+        raise PseudoLabelError(f'shard_id must be in [0, {num_shards - 1}], '
+                               f'got {shard_id}')
+    if limit is not None and limit < 0:
+        raise PseudoLabelError(f'limit must be >= 0, got {limit}')
+    if isinstance(cfg, str):
+        if not osp.isfile(cfg):
+            raise FileNotFoundError(f'config not found: {cfg}')
+        cfg = Config.fromfile(cfg)
+    else:
+        cfg = copy.deepcopy(cfg)
+    if '://' not in checkpoint and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+    checkpoint = checkpoint if '://' in checkpoint else osp.abspath(checkpoint)
+    if cfg.get('model', None) is None:
+        raise PseudoLabelError(f'config {cfg.filename} has no model')
+    if bg_thr is not None:
+        if cfg.model.get('test_cfg', None) is None:
+            cfg.model['test_cfg'] = dict()
+        cfg.model.test_cfg['bg_thr'] = float(bg_thr)
+    ds_cfg = dataset_cfg_for_split(cfg, split)
+    out_dir = osp.abspath(out_dir)
+    score_dir = osp.join(out_dir, 'scores')
+
+    def log(msg: str) -> None:
+        if progress:
+            print(msg, file=sys.stderr, flush=True)
+
+    from mmwsss.registry import DATASETS, MODELS
+    from mmwsss.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'mmwsss')):
+        dataset = DATASETS.build(ds_cfg)
+        transforms = getattr(
+            getattr(dataset, 'pipeline', None), 'transforms', [])
+        randoms = [
+            type(t).__name__ for t in transforms
+            if 'Random' in type(t).__name__
+        ]
+        if randoms:
+            log(f'warning: the {split} pipeline has random transforms '
+                f'{randoms}; pseudo labels will not be reproducible')
+        palette = dataset.metainfo.get('palette', None)
+        stems: List[str] = []
+        for i in range(len(dataset)):
+            path = dataset.get_data_info(i)['img_path']
+            stems.append(osp.splitext(osp.basename(path))[0])
+        if len(set(stems)) != len(stems):
+            seen, dup = set(), None
+            for s in stems:
+                if s in seen:
+                    dup = s
+                    break
+                seen.add(s)
+            raise PseudoLabelError(
+                f'several images of the {split} split share the file name '
+                f'"{dup}"; their pseudo labels would overwrite each other')
+        indices = [
+            i for i in range(len(dataset)) if i % num_shards == shard_id
+        ]
+        if limit is not None:
+            indices = indices[:limit]
+
+        model = MODELS.build(cfg.model)
+        test_cfg = dict(getattr(model, 'test_cfg', None) or {})
+        model_refine = test_cfg.pop('refine', None)
+        if hasattr(model, 'set_refiner'):
+            model.set_refiner(None)
+        refiner = _build_refiner(refine, model_refine)
+        use_img_labels = bool(test_cfg.get('use_img_labels', True))
+
+    # The checkpoint by content: a retrained model saved under the same
+    # path must not silently reuse the old labels.
+    settings = dict(
+        checkpoint=checkpoint if '://' in checkpoint else 'sha256:' +
+        _file_sha256(checkpoint),
+        split=split,
+        refine=refine,
+        refine_cfg=_refine_cfg(refine, model_refine),
+        test_cfg=_jsonable(test_cfg))
+    _check_previous_meta(out_dir, settings)
+
+    def outputs(stem: str) -> Tuple[str, Optional[str]]:
+        npz = osp.join(score_dir, stem + '.npz') if save_scores else None
+        return osp.join(out_dir, stem + '.png'), npz
+
+    def done(stem: str) -> bool:
+        png, npz = outputs(stem)
+        return osp.isfile(png) and (npz is None or osp.isfile(npz))
+
+    todo = [i for i in indices if not done(stems[i])]
+    skipped = len(indices) - len(todo)
+    os.makedirs(out_dir, exist_ok=True)
+    mine = {stems[i] + '.png' for i in indices}
+    removed = _remove_stale_tmp(out_dir, mine)
+    if save_scores:
+        removed += _remove_stale_tmp(score_dir,
+                                     {stems[i] + '.npz'
+                                      for i in indices})
+    if removed:
+        log(f'removed {removed} temporary file(s) of an interrupted run')
+    log(f'{len(indices)} images in shard {shard_id}/{num_shards} of the '
+        f'{split} split: skipping {skipped} already done, {len(todo)} to do')
+
+    meta_path = osp.join(out_dir, _meta_name(num_shards, shard_id))
+    meta = dict(
+        config=cfg.filename,
+        checkpoint=checkpoint,
+        split=split,
+        refine=refine,
+        refine_cfg=settings['refine_cfg'],
+        bg_thr=test_cfg.get('bg_thr'),
+        save_scores=bool(save_scores),
+        scores_dtype=scores_dtype if save_scores else None,
+        num_shards=num_shards,
+        shard_id=shard_id,
+        limit=limit,
+        count=len(indices),
+        done=skipped,
+        complete=not todo,
+        settings=settings)
+
+    def write_meta() -> None:
+        atomic_write_bytes(meta_path,
+                           json.dumps(meta, indent=2).encode('utf-8'))
+
+    write_meta()
+    processed = 0
+    if todo:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+        model.eval()
+        ctx = dict(
+            refiner=refiner,
+            palette=palette,
+            save_scores=bool(save_scores),
+            scores_dtype=scores_dtype)
+        dev = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+        threads = torch.get_num_threads()
+        pool = None
+        if workers > 1:
+            # Fork before the model goes to the GPU; the workers never use
+            # torch. The config's start method is honoured when given.
+            method = cfg.get('env_cfg',
+                             {}).get('mp_cfg', {}).get('mp_start_method', None)
+            if method not in multiprocessing.get_all_start_methods():
+                method = 'fork' if 'fork' in \
+                    multiprocessing.get_all_start_methods() else None
+            pool = multiprocessing.get_context(method).Pool(workers)
+        bar = tqdm(
+            total=len(todo),
+            desc='pseudo labels',
+            unit='img',
+            disable=not progress,
+            file=sys.stderr)
+        pending: deque = deque()
+        t0 = time.time()
+        try:
+            model.to(dev)
+            if pool is not None and torch.device(dev).type == 'cpu':
+                # Leave the workers their cores: an OpenMP team competing
+                # with them for CPUs slows small convolutions down 100x.
+                torch.set_num_threads(
+                    max(1, min(threads,
+                               _num_cpus() - workers)))
+            with DefaultScope.overwrite_default_scope(
+                    cfg.get('default_scope', 'mmwsss')):
+                for i in todo:
+                    job = _infer(model, dataset, i, use_img_labels)
+                    got = osp.splitext(osp.basename(job['img_path'] or ''))[0]
+                    if got != stems[i]:
+                        raise RuntimeError(
+                            f'image {i} should be "{stems[i]}" but the '
+                            f'pipeline gave "{job["img_path"]}"')
+                    job['stem'] = stems[i]
+                    job['png_path'], job['npz_path'] = outputs(stems[i])
+                    if pool is None:
+                        _finish_one(ctx, job)
+                        processed += 1
+                        bar.update()
+                        continue
+                    while len(pending) >= 2 * workers:
+                        pending.popleft().get()
+                        processed += 1
+                        bar.update()
+                    pending.append(pool.apply_async(_finish_one, (ctx, job)))
+            while pending:
+                pending.popleft().get()
+                processed += 1
+                bar.update()
+            if pool is not None:
+                pool.close()
+                pool.join()
+        finally:
+            torch.set_num_threads(threads)
+            bar.close()
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        meta['done'] = skipped + processed
+        meta['complete'] = True
+        meta['seconds'] = round(time.time() - t0, 3)
+        write_meta()
+        log(f'wrote {processed} pseudo label(s) to {out_dir}')
+    return dict(
+        total=len(indices),
+        skipped=skipped,
+        processed=processed,
+        out_dir=out_dir,
+        meta=meta_path)

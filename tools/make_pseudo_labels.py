@@ -1,0 +1,128 @@
+# Copyright (c) mmwsss contributors.
+"""Write CAM pseudo labels of a dataset split as palette PNGs.
+
+Example::
+
+    python tools/make_pseudo_labels.py \\
+        configs/cam/cam_r18-w32_1xb32-600it_demo-128x128.py \\
+        work_dirs/cam/iter_600.pth \\
+        --out data/demo/pseudo_labels/cam_r18-w32_crf \\
+        --split train --refine irn_label --workers 2 --save-scores
+
+Writes ``OUT/<stem>.png`` (dataset palette), with ``--save-scores``
+``OUT/scores/<stem>.npz`` (``scores`` (C, H, W) and ``img_labels``, the
+input of ``tools/analysis_tools/sweep_thresholds.py``) and
+``OUT/meta.json``. Files are written atomically and images whose outputs
+exist are skipped: after an interruption, run the same command again.
+Large sets can be split over machines/GPUs with ``--num-shards K
+--shard-id I`` (image ``i`` goes to shard ``i % K``) into the same OUT.
+See :mod:`mmwsss.apis.pseudo_labels` for details.
+"""
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from mmengine.config import Config, DictAction
+
+from mmwsss.apis.pseudo_labels import (REFINE_CHOICES, SCORE_DTYPES, SPLITS,
+                                       PseudoLabelError, make_pseudo_labels)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse command-line arguments."""
+    parser = argparse.ArgumentParser(
+        description='Write (CRF-refined) CAM pseudo labels of a dataset')
+    parser.add_argument('config', help='model config file')
+    parser.add_argument('checkpoint', help='model checkpoint')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument(
+        '--split',
+        choices=SPLITS,
+        default='test',
+        help='dataloader whose dataset is labelled (default: test; train '
+        'uses the test pipeline)')
+    parser.add_argument(
+        '--refine',
+        choices=REFINE_CHOICES,
+        default='config',
+        help='label assignment: config = model.test_cfg.refine (argmax if '
+        'None), none = argmax of the scores, irn_label / psa_softmax = '
+        'DenseCRF preset (default: config)')
+    parser.add_argument(
+        '--bg-thr',
+        type=float,
+        default=None,
+        help='override model.test_cfg.bg_thr (background score)')
+    parser.add_argument(
+        '--save-scores',
+        action='store_true',
+        help='also write OUT/scores/<stem>.npz (scores, img_labels)')
+    parser.add_argument(
+        '--scores-dtype',
+        choices=SCORE_DTYPES,
+        default='float32',
+        help='dtype of the saved scores (default: float32)')
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=1,
+        help='processes for label assignment (CRF) and writing, overlapped '
+        'with inference; 1 = in the main process (default)')
+    parser.add_argument(
+        '--num-shards', type=int, default=1, help='number of shards')
+    parser.add_argument(
+        '--shard-id', type=int, default=0, help='shard of this run')
+    parser.add_argument(
+        '--limit',
+        type=int,
+        default=None,
+        help='only the first N images of the shard')
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='inference device (default: cuda if '
+        'available, else cpu)')
+    parser.add_argument(
+        '--no-progress', action='store_true', help='no progress output')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings in the config, key=value')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """Run the tool; return the summary of ``make_pseudo_labels``."""
+    args = parse_args(argv)
+    try:
+        cfg = Config.fromfile(args.config)
+    except FileNotFoundError:
+        raise SystemExit(f'error: config not found: {args.config}')
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    try:
+        return make_pseudo_labels(
+            cfg,
+            args.checkpoint,
+            args.out,
+            split=args.split,
+            refine=args.refine,
+            bg_thr=args.bg_thr,
+            save_scores=args.save_scores,
+            scores_dtype=args.scores_dtype,
+            workers=args.workers,
+            num_shards=args.num_shards,
+            shard_id=args.shard_id,
+            limit=args.limit,
+            device=args.device,
+            progress=not args.no_progress)
+    except (PseudoLabelError, FileNotFoundError) as e:
+        raise SystemExit(f'error: {e}')
+    except KeyboardInterrupt:
+        raise SystemExit('interrupted; run the same command again to '
+                         'finish the remaining images')
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

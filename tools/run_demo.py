@@ -26,6 +26,7 @@ import json
 import os
 import os.path as osp
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -39,6 +40,9 @@ SEG_CONFIG = ('configs/deeplabv3plus/'
               'deeplabv3plus_r18-w32-d8_1xb16-1k_demo-pseudo-128x128.py')
 GT_CONFIG = ('configs/deeplabv3plus/'
              'deeplabv3plus_r18-w32-d8_1xb16-1k_demo-gt-128x128.py')
+# outputs computed from a trained model, removed when it is retrained
+DERIVED = ('test_metrics.json', 'seeds', 'threshold_sweep.json',
+           'pseudo_labels', 'crf_eval.json')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -132,9 +136,14 @@ class Demo:
             str(a.workers), '--force'
         ], 'data')
 
-    def train(self, config: str, work: str, stage: str,
-              extra: List[str]) -> str:
-        """Train (resuming an interrupted run) and return the checkpoint."""
+    def train(self, config: str, work: str, stage: str, extra: List[str],
+              loaders: Sequence[str] = ('train_dataloader', 'val_dataloader',
+                                        'test_dataloader')) -> str:
+        """Train (resuming an interrupted run) and return the checkpoint.
+
+        When a model is (re)trained, everything derived from an earlier
+        model in ``work`` (test metrics, seeds, pseudo-labels) is removed.
+        """
         final = osp.join(work, 'final.txt')
         if self.done(final):
             with open(final) as f:
@@ -142,10 +151,17 @@ class Demo:
             if osp.isfile(ckpt):
                 print(f'[demo] {stage}: {ckpt} exists, kept')
                 return ckpt
+        if self.args.force and osp.isdir(work):
+            shutil.rmtree(work)
+        for derived in DERIVED:
+            path = osp.join(work, derived)
+            if osp.isdir(path):
+                shutil.rmtree(path)
+            elif osp.exists(path):
+                os.remove(path)
         resume = osp.isfile(osp.join(work, 'last_checkpoint')) and \
             not self.args.force
-        opts = self.data_options(
-            ['train_dataloader', 'val_dataloader', 'test_dataloader'])
+        opts = self.data_options(loaders)
         cmd = [self.py, 'tools/train.py', config, '--work-dir', work]
         if resume:
             cmd.append('--resume')
@@ -211,7 +227,8 @@ class Demo:
         if a.scales:
             cam_opts.append(f'model.test_cfg.scales=({a.scales},)')
         ckpt = self.train(a.cam_config, cam_work, 'train CAM',
-                          self.schedule_options(a.cam_iters))
+                          self.schedule_options(a.cam_iters),
+                          ('train_dataloader', 'test_dataloader'))
         seed_cfg = self.test(a.cam_config, ckpt, cam_work,
                              'test CAM seeds (IoUMetric)', cam_opts)
 
@@ -238,8 +255,7 @@ class Demo:
         seed_cw = float(sweep['classwise']['miou'])
 
         # DenseCRF pseudo-labels at the best global threshold
-        pseudo_name = 'cam_crf'
-        pseudo_dir = osp.join(self.data, 'pseudo_labels', pseudo_name)
+        pseudo_dir = osp.join(cam_work, 'pseudo_labels', 'crf')
         self.run([
             self.py, 'tools/make_pseudo_labels.py', a.cam_config, ckpt,
             '--out', pseudo_dir, '--refine', 'irn_label', '--bg-thr',
@@ -262,7 +278,7 @@ class Demo:
         seg_opts = self.schedule_options(a.seg_iters)
         pseudo_opts = seg_opts + [
             'train_dataloader.dataset.data_prefix.seg_map_path='
-            f'pseudo_labels/{pseudo_name}'
+            f'{pseudo_dir}'
         ]
         seg_work = osp.join(self.work, 'seg_pseudo')
         seg_ckpt = self.train(a.seg_config, seg_work,

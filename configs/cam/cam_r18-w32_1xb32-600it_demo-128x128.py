@@ -29,9 +29,12 @@ param_scheduler = [
         end=max_iters,
         by_epoch=False)
 ]
-train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
+# No validation during training: seeds on the 1,000 training images with
+# multi-scale inference are scored once by tools/test.py.
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+val_cfg = None
+val_dataloader = None
+val_evaluator = None
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

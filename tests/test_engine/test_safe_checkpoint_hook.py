@@ -8,6 +8,7 @@ same parameters, optimizer state, learning rate and logged loss history.
 The checkpoints must load with plain ``torch.load(weights_only=True)`` (no
 allow-list at all).
 """
+import importlib.util
 import logging
 import os.path as osp
 import uuid
@@ -22,6 +23,8 @@ from torch.utils.data import Dataset
 
 import mmwsss  # noqa: F401  (registers the safe checkpoint loader)
 from mmwsss.utils.checkpoint import SAFE_MARK, UnsafeCheckpointError
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 class ToyDataset(Dataset):
@@ -162,12 +165,32 @@ def test_resume_matches_uninterrupted(runs):
     assert len(history(resumed, 'train/loss')[0]) == 6
 
 
-def test_stock_checkpoint_is_refused(tmp_path):
+def test_stock_checkpoint_refused_then_converted(tmp_path, capsys):
     """Without the hook MMEngine pickles HistoryBuffers, which need
-    ``getattr``; resuming from such a file is refused."""
-    stock = make_runner(tmp_path / 'stock', 2, hooks=False)
-    stock.train()
+    ``getattr``; resuming from such a file is refused. After
+    ``tools/misc/convert_checkpoint.py --trust`` it resumes."""
+    stock = make_runner(tmp_path / 'stock', 4, hooks=False, stop_after=2)
+    with pytest.raises(Interrupt):
+        stock.train()
     path = osp.join(tmp_path, 'stock', 'iter_2.pth')
     again = make_runner(tmp_path / 'again', 4, resume=True, load_from=path)
     with pytest.raises(UnsafeCheckpointError, match='iter_2.pth'):
         again.train()
+
+    spec = importlib.util.spec_from_file_location(
+        'convert_checkpoint',
+        osp.join(REPO, 'tools', 'misc', 'convert_checkpoint.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    safe = osp.join(tmp_path, 'safe_iter_2.pth')
+    assert tool.main([path, safe, '--trust']) == 0
+    assert 'dropped' not in capsys.readouterr().out  # nothing was lost
+    resumed = make_runner(tmp_path / 'again2', 4, resume=True,
+                          load_from=safe)
+    resumed.train()
+    assert resumed.iter == 4
+    full = make_runner(tmp_path / 'full', 4)
+    full.train()
+    torch.testing.assert_close(resumed.model.linear.weight,
+                               full.model.linear.weight, rtol=0, atol=0)
+    assert history(resumed, 'train/loss') == history(full, 'train/loss')

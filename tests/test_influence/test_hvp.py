@@ -122,13 +122,13 @@ def test_cg_solves_damped_full_network_system(tiny):
         net.parameters(), x.shape[0]).batch_operator(torch.arange(x.shape[0]))
     gen = torch.Generator().manual_seed(3)
     b = torch.randn(2, h.shape[0], generator=gen, dtype=torch.float64)
-    ref = torch.linalg.solve(h + lam * torch.eye(h.shape[0]), b.t()).t()
+    ref = torch.linalg.solve(h + lam * torch.eye(h.shape[0], dtype=torch.float64), b.t()).t()
     sol, info = conjugate_gradient(op, b, damping=lam, max_iter=h.shape[0])
     assert info.converged and not info.negative_curvature
     assert info.iters <= h.shape[0]
     assert _rel(sol, ref) < 1e-8
     # the result is not that of another damping
-    wrong = torch.linalg.solve(h + 2 * lam * torch.eye(h.shape[0]), b.t()).t()
+    wrong = torch.linalg.solve(h + 2 * lam * torch.eye(h.shape[0], dtype=torch.float64), b.t()).t()
     assert _rel(sol, wrong) > 1e-2
 
 
@@ -148,14 +148,14 @@ def test_cg_warm_start_after_parameter_drift():
     b = torch.randn(21, generator=torch.Generator().manual_seed(4),
                     dtype=torch.float64)
     h0 = head.exact_hessian()
-    x_old = torch.linalg.solve(h0 + lam * torch.eye(21), b)
+    x_old = torch.linalg.solve(h0 + lam * torch.eye(21, dtype=torch.float64), b)
     opt = torch.optim.SGD(head.params(), lr=0.5)
     for _ in range(5):
         opt.zero_grad()
         head.loss(full).backward()
         opt.step()
     h1 = head.exact_hessian()
-    ref = torch.linalg.solve(h1 + lam * torch.eye(21), b)
+    ref = torch.linalg.solve(h1 + lam * torch.eye(21, dtype=torch.float64), b)
     assert _rel(x_old, ref) > 1e-3  # the system did change
     op = StochasticHVP(head.loss, head.params(), head.n).batch_operator(full)
     cold, _ = conjugate_gradient(op, b, damping=lam, max_iter=3, tol=0)
@@ -173,7 +173,7 @@ def _lissa_setup(lam):
     ev = torch.linalg.eigvalsh(h)
     b = torch.randn(2, 21, generator=torch.Generator().manual_seed(5),
                     dtype=torch.float64)
-    ref = torch.linalg.solve(h + lam * torch.eye(21), b.t()).t()
+    ref = torch.linalg.solve(h + lam * torch.eye(21, dtype=torch.float64), b.t()).t()
     op = StochasticHVP(head.loss, head.params(), head.n).batch_operator(full)
     return head, h, ev, b, ref, op
 

@@ -6,6 +6,6 @@ from .thresholds import (ThresholdAccumulator, apply_thresholds,
 
 __all__ = [
     'BG_MODES', 'FUSE_MODES', 'NORM_MODES', 'background_scores', 'fuse_maps',
-    'label_mask', 'normalize_cams', 'ThresholdAccumulator',
-    'apply_thresholds', 'iou_from_confusion', 'threshold_grid'
+    'label_mask', 'normalize_cams', 'ThresholdAccumulator', 'apply_thresholds',
+    'iou_from_confusion', 'threshold_grid'
 ]

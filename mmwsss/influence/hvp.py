@@ -298,8 +298,12 @@ def lissa(hvp_fn: HVPFn,
     ``1.5 mu_max``, see :func:`top_eigenvalue`) and takes about
     ``scale / (mu_min + damping)`` steps per factor ``e``. Truncated early it
     acts like extra damping of about ``scale / T`` in flat directions. With a
-    stochastic ``hvp_fn`` the iterate keeps a variance floor (a few 1e-3
-    relative error with batch 32 on a small head).
+    stochastic ``hvp_fn`` the iterate does not converge but fluctuates with a
+    relative error that shrinks like ``1 / sqrt(scale)`` (smaller steps
+    average more batches) and ``1 / sqrt(repeat)``, while the steps needed
+    grow like ``scale``. Measured on a 21-parameter logistic head with
+    batch 32 of 256 samples and ``lambda = 1e-2``: about 0.2 at ``scale =
+    1.5 mu_max``, 0.1 at ``5 mu_max``, 0.05 at ``20 mu_max``.
 
     Args:
         hvp_fn (Callable[[Tensor], Tensor]): ``v -> H v`` (row-wise);

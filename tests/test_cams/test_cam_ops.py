@@ -45,14 +45,17 @@ def test_normalize_minmax_by_hand():
         out[0], t([[0., 2.], [4., 8.]]) / (8 + 1e-5), rtol=0, atol=1e-7)
     # max mode on the same channel: x / 10
     torch.testing.assert_close(
-        normalize_cams(cams, 'max', eps=0.0)[0], t([[.2, .4], [.6, 1.]]),
-        rtol=0, atol=1e-7)
+        normalize_cams(cams, 'max', eps=0.0)[0],
+        t([[.2, .4], [.6, 1.]]),
+        rtol=0,
+        atol=1e-7)
 
 
 @pytest.mark.parametrize('mode', ['max', 'minmax'])
 def test_normalize_constant_channel_without_eps(mode):
     # 0 / 0 must not turn into NaN (it would poison the argmax)
-    cams = t([[[0., 0.], [-1., 0.]], [[2., 2.], [2., 2.]], [[0., 1.], [2., 0.]]])
+    cams = t([[[0., 0.], [-1., 0.]], [[2., 2.], [2., 2.]], [[0., 1.], [2.,
+                                                                       0.]]])
     out = normalize_cams(cams, mode, eps=0.0)
     assert torch.isfinite(out).all()
     assert torch.equal(out[0], torch.zeros(2, 2))
@@ -112,7 +115,8 @@ def test_background_const():
 
 
 def test_background_power_by_hand():
-    cams = t([[[.5, 1.], [0., .2]], [[.8, 0.], [0., .1]], [[0., 0.], [0., 1.5]]])
+    cams = t([[[.5, 1.], [0., .2]], [[.8, 0.], [0., .1]], [[0., 0.], [0.,
+                                                                      1.5]]])
     # max over classes [[.8, 1], [0, 1.5]] -> (1 - max).clamp(0) ** 2
     bg = background_scores(cams, 'power', alpha=2.0)
     torch.testing.assert_close(

@@ -67,14 +67,21 @@ class StopAfter(Hook):
     def __init__(self, n):
         self.n = n
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         if runner.iter + 1 == self.n:
             raise Interrupt
 
 
-def make_runner(work_dir, max_iters, hooks=True, resume=False,
-                load_from=None, stop_after=None):
+def make_runner(work_dir,
+                max_iters,
+                hooks=True,
+                resume=False,
+                load_from=None,
+                stop_after=None):
     custom_hooks = [dict(type='SafeCheckpointHook')] if hooks else []
     if stop_after:
         custom_hooks.append(StopAfter(stop_after))
@@ -89,15 +96,13 @@ def make_runner(work_dir, max_iters, hooks=True, resume=False,
             batch_size=2,
             num_workers=0),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        optim_wrapper=dict(
-            optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
         param_scheduler=dict(
-            type='MultiStepLR', milestones=[3, 5], gamma=0.5,
-            by_epoch=False),
+            type='MultiStepLR', milestones=[3, 5], gamma=0.5, by_epoch=False),
         default_hooks=dict(
             logger=dict(type='LoggerHook', interval=1),
-            checkpoint=dict(
-                type='CheckpointHook', interval=2, by_epoch=False)),
+            checkpoint=dict(type='CheckpointHook', interval=2,
+                            by_epoch=False)),
         custom_hooks=custom_hooks,
         default_scope='mmwsss',
         log_level=logging.WARNING,
@@ -154,8 +159,7 @@ def test_resume_matches_uninterrupted(runs):
     assert sa.keys() == sb.keys()
     for k in sa:
         torch.testing.assert_close(
-            sa[k]['momentum_buffer'], sb[k]['momentum_buffer'], rtol=0,
-            atol=0)
+            sa[k]['momentum_buffer'], sb[k]['momentum_buffer'], rtol=0, atol=0)
     # learning rate after milestones 3 and 5: 0.1 * 0.5 * 0.5
     for r in (full, resumed):
         assert r.optim_wrapper.get_lr()['lr'] == [pytest.approx(0.025)]
@@ -185,12 +189,11 @@ def test_stock_checkpoint_refused_then_converted(tmp_path, capsys):
     safe = osp.join(tmp_path, 'safe_iter_2.pth')
     assert tool.main([path, safe, '--trust']) == 0
     assert 'dropped' not in capsys.readouterr().out  # nothing was lost
-    resumed = make_runner(tmp_path / 'again2', 4, resume=True,
-                          load_from=safe)
+    resumed = make_runner(tmp_path / 'again2', 4, resume=True, load_from=safe)
     resumed.train()
     assert resumed.iter == 4
     full = make_runner(tmp_path / 'full', 4)
     full.train()
-    torch.testing.assert_close(resumed.model.linear.weight,
-                               full.model.linear.weight, rtol=0, atol=0)
+    torch.testing.assert_close(
+        resumed.model.linear.weight, full.model.linear.weight, rtol=0, atol=0)
     assert history(resumed, 'train/loss') == history(full, 'train/loss')

@@ -190,7 +190,8 @@ def test_lissa_full_batch_meets_its_documented_bound():
         assert info.iters == depth
         err = (sol - ref).norm(dim=1)
         bound = rho**depth * (x0 - ref).norm(dim=1)
-        assert (err <= bound * (1 + 1e-9) + 1e-14).all()
+        floor = 1e-12 * ref.norm(dim=1)  # float64 rounding
+        assert (err <= bound * (1 + 1e-9) + floor).all()
     assert _rel(sol, ref) < 1e-8
     # early stop on the relative residual
     sol, info = lissa(op, b, damping=lam, scale=scale, depth=2000, tol=1e-10)
@@ -232,21 +233,30 @@ def test_lissa_damping_convention_regression():
 
 
 def test_lissa_stochastic_batches_and_warm_start():
-    """Batch-32 HVPs out of 256 samples: documented variance floor."""
+    """Batch-32 HVPs out of 256 samples: the documented fluctuation, which
+    shrinks with larger scale and with repeats."""
     lam = 1e-2
     head, h, ev, b, ref, _ = _lissa_setup(lam)
-    op = StochasticHVP(head.loss, head.params(), head.n, batch_size=32,
-                       generator=torch.Generator().manual_seed(6))
-    scale = 1.5 * float(ev[-1] + lam)
-    sol, info = lissa(op, b, damping=lam, scale=scale, depth=600)
-    err = _rel(sol, ref)
-    assert err < 2e-2
-    # warm start at the exact solution stays within the same floor
-    warm, _ = lissa(op, b, damping=lam, scale=scale, depth=50, x0=ref)
-    assert _rel(warm, ref) < 2e-2
-    # repeat averages independent chains and reduces the error
-    avg, _ = lissa(op, b, damping=lam, scale=scale, depth=600, repeat=4)
-    assert _rel(avg, ref) < err
+
+    def op(seed):
+        return StochasticHVP(head.loss, head.params(), head.n, batch_size=32,
+                             generator=torch.Generator().manual_seed(seed))
+
+    mu = float(ev[-1] + lam)
+    small, _ = lissa(op(6), b, damping=lam, scale=1.5 * mu, depth=300)
+    large, _ = lissa(op(6), b, damping=lam, scale=20 * mu, depth=300)
+    err_small, err_large = _rel(small, ref), _rel(large, ref)
+    assert err_small < 0.3
+    assert err_large < 0.1
+    assert err_large < 0.5 * err_small
+    avg, _ = lissa(op(7), b, damping=lam, scale=1.5 * mu, depth=300,
+                   repeat=4)
+    assert _rel(avg, ref) < 0.75 * err_small
+    # warm start at the exact solution stays within the same fluctuation
+    warm, _ = lissa(op(8), b, damping=lam, scale=20 * mu, depth=20, x0=ref)
+    assert _rel(warm, ref) < 0.1
+    cold, _ = lissa(op(8), b, damping=lam, scale=20 * mu, depth=20)
+    assert _rel(cold, ref) > 2 * _rel(warm, ref)
 
 
 def test_lissa_divergence_raises():

@@ -167,7 +167,8 @@ def test_flip_fusion_by_hand(fusion):
     # classes after a constant background of 0.15
     scores, _ = predict(model, IMG, [1, 2, 3])
     torch.testing.assert_close(
-        scores, torch.cat([torch.full((1, 1, 3), .15), row(*FUSED[fusion])]))
+        scores, torch.cat([torch.full((1, 1, 3), .15),
+                           row(*FUSED[fusion])]))
 
 
 def test_no_flip_by_hand():
@@ -213,14 +214,13 @@ def test_minmax_norm_by_hand():
 
 
 def test_power_background_by_hand():
-    model = build(flip_fusion='sum', bg_mode='power', bg_alpha=2.0,
-                  norm_eps=0.0)
+    model = build(
+        flip_fusion='sum', bg_mode='power', bg_alpha=2.0, norm_eps=0.0)
     scores, pred = predict(model, IMG, [1, 3])
     # max over labelled classes [1, 2/9, 2/9] -> bg [0, (7/9)^2, (7/9)^2]
     bg = (7 / 9)**2
     torch.testing.assert_close(
-        scores, row([0., bg, bg], [1., 2 / 9, 0.], [0.] * 3,
-                    [1., 0., 2 / 9]))
+        scores, row([0., bg, bg], [1., 2 / 9, 0.], [0.] * 3, [1., 0., 2 / 9]))
     assert pred.tolist() == [[[1, 0, 0]]]
     # only class 2: c2 [3, 4, 9] / 9 = [1/3, 4/9, 1]
     # bg [(2/3)^2, (5/9)^2, 0] = [.444, .309, 0]
@@ -251,7 +251,8 @@ def test_no_labels(bg_mode, bg):
     scores, pred = predict(model, IMG, [])
     assert scores.shape == (4, 1, 3)
     torch.testing.assert_close(
-        scores, torch.cat([torch.full((1, 1, 3), bg), torch.zeros(3, 1, 3)]))
+        scores, torch.cat([torch.full((1, 1, 3), bg),
+                           torch.zeros(3, 1, 3)]))
     assert pred.tolist() == [[[0, 0, 0]]]
 
 
@@ -311,8 +312,11 @@ def test_scales_by_hand():
     img[:, 0] = 1.
     ref = {'sum': [.5, 5.], 'max': [.5, 4.], 'mean': [.5 / 3, 5 / 3]}
     for fusion, vals in ref.items():
-        model = build(flip=False, scales=(1.0, 2.0, 0.5),
-                      scale_fusion=fusion, norm='none')
+        model = build(
+            flip=False,
+            scales=(1.0, 2.0, 0.5),
+            scale_fusion=fusion,
+            norm='none')
         cams, logits = model.multi_scale_cams(img)
         exp = torch.tensor(vals).expand(2, 2)
         torch.testing.assert_close(cams[0, 0], exp)
@@ -322,8 +326,11 @@ def test_scales_by_hand():
         torch.testing.assert_close(logits[0, 0], torch.tensor(1 / 3))
     # with flips (sum): s=1 [0, 1] + [1, 0] = [1, 1];
     # s=2 [0, 1, 3, 5] + [5, 3, 1, 0] = [5, 4, 4, 5] -> [4.5, 4.5]; s=.5: 0
-    model = build(scales=(1.0, 2.0, 0.5), flip_fusion='sum',
-                  scale_fusion='sum', norm='none')
+    model = build(
+        scales=(1.0, 2.0, 0.5),
+        flip_fusion='sum',
+        scale_fusion='sum',
+        norm='none')
     cams, _ = model.multi_scale_cams(img)
     torch.testing.assert_close(cams[0, 0], torch.full((2, 2), 5.5))
 
@@ -347,8 +354,13 @@ def test_padding_and_pipeline_flip_are_undone():
                  dict(img_padding_size=(0, 2, 0, 2)),
                  dict(pad_shape=(3, 5))):  # crop by img_shape
         scores, pred = predict(
-            model, padded, [1, 2, 3], img_shape=(1, 3), ori_shape=(1, 3),
-            flip=True, flip_direction='horizontal', **meta)
+            model,
+            padded, [1, 2, 3],
+            img_shape=(1, 3),
+            ori_shape=(1, 3),
+            flip=True,
+            flip_direction='horizontal',
+            **meta)
         torch.testing.assert_close(scores, expected)
         assert pred.tolist() == [[[1, 2, 2]]]
     # without the flip flag the map stays mirrored
@@ -364,8 +376,12 @@ def test_left_top_padding_and_vertical_flip():
     padded = torch.full((1, 3, 4, 2), 7.)
     padded[..., 1:, 1:] = col.flip(-2)
     scores, _ = predict(
-        model, padded, [1, 2, 3], padding_size=[1, 0, 1, 0],
-        img_shape=(3, 1), ori_shape=(3, 1), flip=True,
+        model,
+        padded, [1, 2, 3],
+        padding_size=[1, 0, 1, 0],
+        img_shape=(3, 1),
+        ori_shape=(3, 1),
+        flip=True,
         flip_direction='vertical')
     expected = row([.15] * 3, [3., 1., 0.], [1., 2., 3.], [3., 0., 0.])
     torch.testing.assert_close(scores, expected.transpose(-1, -2))
@@ -375,15 +391,24 @@ def test_diagonal_pipeline_flip():
     # mmcv RandomFlip's 'diagonal' flips both axes
     model = build(Identity, flip=False, norm='none')
     img = torch.cat([IMG, IMG + 1], dim=-2)  # 2x3, rows differ
-    scores, _ = predict(model, img.flip(-1, -2), [1], img_shape=(2, 3),
-                        ori_shape=(2, 3), flip=True,
-                        flip_direction='diagonal')
+    scores, _ = predict(
+        model,
+        img.flip(-1, -2), [1],
+        img_shape=(2, 3),
+        ori_shape=(2, 3),
+        flip=True,
+        flip_direction='diagonal')
     # c1 = x0: [[3, 1, 0], [4, 2, 1]]
     torch.testing.assert_close(scores[1],
                                torch.tensor([[3., 1., 0.], [4., 2., 1.]]))
     with pytest.raises(ValueError, match='flip_direction'):
-        predict(model, img, [1], img_shape=(2, 3), ori_shape=(2, 3),
-                flip=True, flip_direction='sideways')
+        predict(
+            model,
+            img, [1],
+            img_shape=(2, 3),
+            ori_shape=(2, 3),
+            flip=True,
+            flip_direction='sideways')
 
 
 def test_resize_to_ori_shape_by_hand():

@@ -73,16 +73,24 @@ def legacy_checkpoint():
         },
         'message_hub': {
             'log_scalars': collections.OrderedDict(loss=hb),
-            'runtime_info': {'iter': 3, 'extra': Opaque(3)},
-            'resumed_keys': {'loss': True},
+            'runtime_info': {
+                'iter': 3,
+                'extra': Opaque(3)
+            },
+            'resumed_keys': {
+                'loss': True
+            },
         },
-        'state_dict': model.state_dict(),
+        'state_dict':
+        model.state_dict(),
         'param_schedulers': [{
             'milestones': collections.Counter([3, 5]),
             'last_step': 3
         }],
-        'frozen': frozenset([1]),
-        'whole_model': nn.Linear(1, 1),
+        'frozen':
+        frozenset([1]),
+        'whole_model':
+        nn.Linear(1, 1),
     }
 
 
@@ -188,8 +196,9 @@ def test_failed_verification_keeps_target(legacy, tmp_path, monkeypatch):
 
 
 def test_missing_input(tmp_path, capsys):
-    assert tool.main([str(tmp_path / 'no.pth'), str(tmp_path / 'o.pth'),
-                      '--trust']) == 1
+    assert tool.main(
+        [str(tmp_path / 'no.pth'),
+         str(tmp_path / 'o.pth'), '--trust']) == 1
     assert 'does not exist' in capsys.readouterr().err
 
 
@@ -198,8 +207,17 @@ def test_command_line(tmp_path):
     hb = HistoryBuffer()
     hb.update(3.0)
     src = tmp_path / 'stock.pth'
-    torch.save({'message_hub': {'log_scalars': {'loss': hb}},
-                'state_dict': {'w': torch.arange(3.)}}, str(src))
+    torch.save(
+        {
+            'message_hub': {
+                'log_scalars': {
+                    'loss': hb
+                }
+            },
+            'state_dict': {
+                'w': torch.arange(3.)
+            }
+        }, str(src))
     dst = tmp_path / 'safe.pth'
     cmd = [sys.executable, TOOL, str(src), str(dst), '--trust']
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)

@@ -35,8 +35,12 @@ class Malicious:
 def evil_ckpt(tmp_path):
     PAYLOAD_RAN['flag'] = False
     path = tmp_path / 'evil.pth'
-    torch.save({'state_dict': {'w': torch.ones(2)}, 'meta': Malicious()},
-               str(path))
+    torch.save({
+        'state_dict': {
+            'w': torch.ones(2)
+        },
+        'meta': Malicious()
+    }, str(path))
     yield str(path)
     PAYLOAD_RAN['flag'] = False
 
@@ -131,7 +135,9 @@ def test_to_safe_by_hand():
         lr=np.float64(0.1),
         it=np.int64(7),
         arr=np.array([[1, 2], [3, 4]]),
-        nested=[(np.int32(1), 'a'), {'b': np.bool_(True)}],
+        nested=[(np.int32(1), 'a'), {
+            'b': np.bool_(True)
+        }],
         t=torch.tensor([1., 2.]))
     out = to_safe(obj)
     assert type(out) is collections.OrderedDict
@@ -182,5 +188,4 @@ def test_to_safe_from_safe_round_trip(tmp_path):
     assert back['pair'][1] == 1
     # the registered loader does the same
     via_mmengine = CheckpointLoader.load_checkpoint(str(path))
-    assert isinstance(via_mmengine['log_scalars']['train/loss'],
-                      HistoryBuffer)
+    assert isinstance(via_mmengine['log_scalars']['train/loss'], HistoryBuffer)

@@ -141,8 +141,7 @@ def write_verified(obj: Any, out_path: str) -> Any:
     folder = osp.dirname(osp.abspath(out_path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix='.' + osp.basename(out_path) + '.', suffix='.tmp',
-        dir=folder)
+        prefix='.' + osp.basename(out_path) + '.', suffix='.tmp', dir=folder)
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(buf.getvalue())

@@ -187,8 +187,9 @@ class CAMSegmentor(BaseSegmentor):
             x = x[..., :ih, :iw]
         if meta.get('flip', False):
             direction = meta.get('flip_direction', 'horizontal')
-            dims = dict(horizontal=(-1, ), vertical=(-2, ),
-                        diagonal=(-2, -1)).get(direction)
+            dims = dict(
+                horizontal=(-1, ), vertical=(-2, ),
+                diagonal=(-2, -1)).get(direction)
             if dims is None:
                 raise ValueError(f'unknown flip_direction {direction!r}')
             x = x.flip(dims)

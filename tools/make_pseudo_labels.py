@@ -85,6 +85,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--no-progress', action='store_true', help='no progress output')
     parser.add_argument(
+        '--from-scores',
+        default=None,
+        help='folder of <stem>.npz scores saved by an earlier --save-scores '
+        'run of the same checkpoint: assign labels (e.g. DenseCRF at a tuned '
+        '--bg-thr) without running the model again')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -116,7 +122,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             shard_id=args.shard_id,
             limit=args.limit,
             device=args.device,
-            progress=not args.no_progress)
+            progress=not args.no_progress,
+            from_scores=args.from_scores)
     except (PseudoLabelError, FileNotFoundError) as e:
         raise SystemExit(f'error: {e}')
     except KeyboardInterrupt:

@@ -324,6 +324,35 @@ def _infer(model, dataset, idx: int, use_img_labels: bool) -> dict:
         if use_img_labels and 'img_labels' in meta else None)
 
 
+def _from_scores(score_src: str, dataset, idx: int, stem: str,
+                 bg_thr: Optional[float], use_img_labels: bool) -> dict:
+    """A job from saved ``scores/<stem>.npz`` (no model inference)."""
+    path = osp.join(score_src, stem + '.npz')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'saved scores not found: {path}')
+    try:
+        with np.load(path) as data:
+            scores = data['scores'].astype(np.float32)
+            img_labels = sorted(int(x) for x in np.ravel(data['img_labels']))
+    except (OSError, ValueError, KeyError) as e:
+        raise PseudoLabelError(f'cannot read saved scores {path}: {e}')
+    if scores.ndim != 3 or not np.isfinite(scores).all():
+        raise PseudoLabelError(f'{path}: scores must be a finite (C, H, W) '
+                               f'array, got shape {scores.shape}')
+    if bg_thr is not None:
+        # channel 0 of the saved scores is the constant background score
+        scores[0] = bg_thr
+    keys = np.flatnonzero(
+        np.any(scores.reshape(scores.shape[0], -1) != 0, axis=1))
+    return dict(
+        img_path=dataset.get_data_info(idx)['img_path'],
+        shape=scores.shape,
+        keys=keys,
+        sel=np.ascontiguousarray(scores[keys]),
+        img_labels=img_labels,
+        crf_labels=img_labels if use_img_labels else None)
+
+
 def make_pseudo_labels(cfg: Union[str, Config],
                        checkpoint: str,
                        out_dir: str,
@@ -337,7 +366,8 @@ def make_pseudo_labels(cfg: Union[str, Config],
                        shard_id: int = 0,
                        limit: Optional[int] = None,
                        device: Optional[str] = None,
-                       progress: bool = True) -> Dict[str, object]:
+                       progress: bool = True,
+                       from_scores: Optional[str] = None) -> Dict[str, object]:
     """Write pseudo labels of a dataset split; see the module docstring.
 
     Args:
@@ -363,6 +393,11 @@ def make_pseudo_labels(cfg: Union[str, Config],
         device (str, optional): Inference device; default ``cuda`` when
             available, else ``cpu``.
         progress (bool): Show a progress bar and messages.
+        from_scores (str, optional): Folder of ``<stem>.npz`` scores saved
+            by an earlier ``save_scores`` run of the same checkpoint: label
+            assignment (e.g. DenseCRF at a tuned ``bg_thr``) without running
+            the model again. With ``bg_mode='const'`` and ``bg_thr`` given,
+            the background channel is replaced by ``bg_thr``.
 
     Returns:
         dict: ``total`` (images of this shard, after ``limit``),
@@ -463,6 +498,18 @@ def make_pseudo_labels(cfg: Union[str, Config],
         refine=refine,
         refine_cfg=_refine_cfg(refine, model_refine),
         test_cfg=_jsonable(test_cfg))
+    if from_scores is not None:
+        from_scores = osp.abspath(from_scores)
+        if not osp.isdir(from_scores):
+            raise FileNotFoundError(
+                f'--from-scores folder not found: {from_scores}')
+        if bg_thr is not None and test_cfg.get('bg_mode', 'const') != \
+                'const':
+            raise PseudoLabelError(
+                'bg_thr with from_scores needs bg_mode="const"; saved '
+                f'scores of bg_mode={test_cfg.get("bg_mode")!r} cannot be '
+                're-thresholded')
+        settings['from_scores'] = from_scores
     _check_previous_meta(out_dir, settings)
 
     def outputs(stem: str) -> Tuple[str, Optional[str]]:
@@ -512,7 +559,9 @@ def make_pseudo_labels(cfg: Union[str, Config],
     write_meta()
     processed = 0
     if todo:
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+        if from_scores is None:
+            load_checkpoint(
+                model, checkpoint, map_location='cpu', strict=True)
         model.eval()
         ctx = dict(
             refiner=refiner,
@@ -550,7 +599,11 @@ def make_pseudo_labels(cfg: Union[str, Config],
             with DefaultScope.overwrite_default_scope(
                     cfg.get('default_scope', 'mmwsss')):
                 for i in todo:
-                    job = _infer(model, dataset, i, use_img_labels)
+                    if from_scores is None:
+                        job = _infer(model, dataset, i, use_img_labels)
+                    else:
+                        job = _from_scores(from_scores, dataset, i, stems[i],
+                                           bg_thr, use_img_labels)
                     got = osp.splitext(osp.basename(job['img_path'] or ''))[0]
                     if got != stems[i]:
                         raise RuntimeError(

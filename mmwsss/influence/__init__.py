@@ -10,15 +10,15 @@ Options for wider parameter subsets: stochastic Hessian-vector products
 and input-perturbation maps (:func:`input_grad_maps`).
 """
 from .curvature import (ClassifierCurvature, SolveInfo, augment,
-                        classifier_grads, classifier_hessian,
-                        pack_classifier, unpack_classifier)
+                        classifier_grads, classifier_hessian, pack_classifier,
+                        unpack_classifier)
 from .hvp import (CGInfo, LiSSAInfo, StochasticHVP, conjugate_gradient,
                   flat_hvp, flatten, lissa, top_eigenvalue, unflatten)
-from .influence import (ClassifierInfluence, aggregate_scales,
-                        assert_disjoint, classifier_influence,
-                        feature_grad_x_input, influence_scores,
-                        input_grad_maps, normalise_maps, resample_maps,
-                        sample_weights, select_val_subset, uniform_maps)
+from .influence import (ClassifierInfluence, aggregate_scales, assert_disjoint,
+                        classifier_influence, feature_grad_x_input,
+                        influence_scores, input_grad_maps, normalise_maps,
+                        resample_maps, sample_weights, select_val_subset,
+                        uniform_maps)
 
 __all__ = [
     'CGInfo', 'ClassifierCurvature', 'ClassifierInfluence', 'LiSSAInfo',

@@ -182,6 +182,13 @@ def classifier_hessian(features: Tensor,
     return torch.matmul(a.t().unsqueeze(1) * ft.t().unsqueeze(0), ft)
 
 
+def _chol_solve(rhs: Tensor, chol: Tensor) -> Tensor:
+    """``A^{-1} rhs`` from the lower Cholesky factor (two triangular solves,
+    several times faster than ``torch.cholesky_solve`` on CPU here)."""
+    tmp = torch.linalg.solve_triangular(chol, rhs, upper=False)
+    return torch.linalg.solve_triangular(chol.mT, tmp, upper=True)
+
+
 @dataclass
 class SolveInfo:
     """Diagnostics of a damped solve.
@@ -408,7 +415,7 @@ class ClassifierCurvature:
                              f'got {tuple(g.shape)}')
         chol = self._factor(damping, weight_decay, bias_decay)
         rhs = g64.permute(1, 2, 0)  # (K, P, M)
-        s = torch.cholesky_solve(rhs, chol).permute(2, 0, 1).contiguous()
+        s = _chol_solve(rhs, chol).permute(2, 0, 1).contiguous()
         res = self.hvp(s, damping, weight_decay, bias_decay) - g64
         num = res.flatten(1).norm(dim=1)
         den = g64.flatten(1).norm(dim=1)
@@ -438,7 +445,7 @@ class ClassifierCurvature:
         for _ in range(30):
             x = a @ x
             x = x / x.norm(dim=1, keepdim=True)
-            y = torch.cholesky_solve(y, chol)
+            y = _chol_solve(y, chol)
             y = y / y.norm(dim=1, keepdim=True)
         lmax = (x * (a @ x)).sum(dim=(1, 2))
         lmin = (y * (a @ y)).sum(dim=(1, 2))

@@ -223,8 +223,8 @@ def conjugate_gradient(hvp_fn: HVPFn,
     it = 0
 
     def rel():
-        return torch.where(bnorm > 0, rs.sqrt() / bnorm.clamp_min(1e-300),
-                           rs.sqrt())
+        return torch.where(bnorm > 0,
+                           rs.sqrt() / bnorm.clamp_min(1e-300), rs.sqrt())
 
     active &= rel() > tol
     while it < max_iter and bool(active.any()):
@@ -234,9 +234,9 @@ def conjugate_gradient(hvp_fn: HVPFn,
         if bool(bad.any()):
             negative = True
             active &= ~bad
-        alpha = torch.where(active, rs / torch.where(active, pap,
-                                                     torch.ones_like(pap)),
-                            torch.zeros_like(rs))
+        alpha = torch.where(
+            active, rs / torch.where(active, pap, torch.ones_like(pap)),
+            torch.zeros_like(rs))
         x = x + alpha[:, None] * p
         r = r - alpha[:, None] * ap
         rs_new = (r * r).sum(1)
@@ -296,14 +296,15 @@ def lissa(hvp_fn: HVPFn,
     ``mu_i`` of ``H``, i.e. ``||x_T - x*|| <= rho^T ||x_0 - x*||``; convergence
     needs ``scale > (mu_max + damping) / 2`` (use ``scale`` about
     ``1.5 mu_max``, see :func:`top_eigenvalue`) and takes about
-    ``scale / (mu_min + damping)`` steps per factor ``e``. Truncated early it
-    acts like extra damping of about ``scale / T`` in flat directions. With a
-    stochastic ``hvp_fn`` the iterate does not converge but fluctuates with a
-    relative error that shrinks like ``1 / sqrt(scale)`` (smaller steps
-    average more batches) and ``1 / sqrt(repeat)``, while the steps needed
-    grow like ``scale``. Measured on a 21-parameter logistic head with
-    batch 32 of 256 samples and ``lambda = 1e-2``: about 0.2 at ``scale =
-    1.5 mu_max``, 0.1 at ``5 mu_max``, 0.05 at ``20 mu_max``.
+    ``scale / (mu_min + damping)`` steps per factor ``e``. Truncated after
+    ``T`` steps it acts like extra damping of about ``ln(2) scale / T``
+    (the filter ``1 - (1 - mu / scale)^T`` passes half of an eigenvalue
+    ``mu = ln(2) scale / T``): with ``lambda = 1e-3`` and ``T = 100`` the
+    relative error is 0.4 on a head whose eigenvalues span 7e-6 .. 9e-2. With
+    a stochastic ``hvp_fn`` the iterate does not converge but fluctuates;
+    measured on that head with batch 32 of 256 samples and ``lambda = 1e-2``:
+    3-4 % relative error at ``scale = 1.5 mu_max`` after 300 steps, 1-2 % at
+    ``5 mu_max`` after 1000, about halved by ``repeat = 4``.
 
     Args:
         hvp_fn (Callable[[Tensor], Tensor]): ``v -> H v`` (row-wise);

@@ -129,8 +129,9 @@ def feature_grad_x_input(feature_map: Tensor,
     ``dI/df = -sum_c [r_c s_c^W + (s_c^T f~) loss_weight p_c (1 - p_c) / K
     W_c]``, ``M_v(u) = dI/df . F[:, u] / (h w)``.
 
-    Computed in closed form in the dtype of ``feature_map`` (no autograd;
-    safe under ``torch.no_grad``). Cost ``O(N M (K D + D h w))``.
+    Computed in closed form in the dtype of ``feature_map`` promoted to at
+    least float32 (no autograd; safe under ``torch.no_grad``). Cost
+    ``O(N M (K D + D h w))``.
 
     Args:
         feature_map (Tensor): ``(N, D, h, w)`` pre-GAP features (what the
@@ -147,8 +148,9 @@ def feature_grad_x_input(feature_map: Tensor,
     Returns:
         Tensor: The maps.
     """
-    fm = feature_map.detach()
-    dt = fm.dtype
+    # at least float32: iHVPs with small damping are large for fp16
+    dt = torch.promote_types(feature_map.dtype, torch.float32)
+    fm = feature_map.detach().to(dt)
     n, d, h, w = fm.shape
     wmat = weight.detach().reshape(weight.shape[0], -1).to(dt)
     k = wmat.shape[0]
@@ -251,8 +253,7 @@ def resample_maps(maps: Tensor,
         if x.shape[-2] >= g[0] and x.shape[-1] >= g[1]:
             x = F.adaptive_avg_pool2d(x, g)
         else:
-            x = F.interpolate(
-                x, size=g, mode='bilinear', align_corners=False)
+            x = F.interpolate(x, size=g, mode='bilinear', align_corners=False)
     if size is not None and tuple(x.shape[-2:]) != _pair(size):
         x = F.interpolate(
             x, size=_pair(size), mode='bilinear', align_corners=False)
@@ -385,8 +386,10 @@ def select_val_subset(labels: Tensor,
     gen = torch.Generator().manual_seed(seed)
     n = labels.shape[0]
     banned = set(int(i) for i in (exclude or ()))
-    order = [int(i) for i in torch.randperm(n, generator=gen)
-             if int(i) not in banned]
+    order = [
+        int(i) for i in torch.randperm(n, generator=gen)
+        if int(i) not in banned
+    ]
     lab = labels.bool()
     counts = lab[order].sum(0) if order else lab.sum(0)
     classes = sorted(range(lab.shape[1]), key=lambda c: (int(counts[c]), c))
@@ -551,8 +554,10 @@ class ClassifierInfluence:
 
     def state_dict(self) -> Dict[str, Tensor]:
         """Tensors-only state (curvature and ``s``)."""
-        state = {f'curvature.{k}': v
-                 for k, v in self.curvature.state_dict().items()}
+        state = {
+            f'curvature.{k}': v
+            for k, v in self.curvature.state_dict().items()
+        }
         if self.s_val is not None:
             state['s_val'] = self.s_val.clone()
         return state

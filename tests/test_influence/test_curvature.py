@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_net
+from influence_testlib import make_net
 
 from mmwsss.influence import (ClassifierCurvature, classifier_grads,
                               classifier_hessian, pack_classifier,
@@ -139,8 +139,7 @@ def test_ema_bias_corrected_average_and_state():
     coef = torch.tensor([m * (1 - m)**(2 - j) for j in range(3)],
                         dtype=torch.float64)
     refs = [
-        _autograd_hessian(fmap[sl], w, b, y[sl], torch_loss)
-        for sl in batches
+        _autograd_hessian(fmap[sl], w, b, y[sl], torch_loss) for sl in batches
     ]
     ref = sum(c * r for c, r in zip(coef / coef.sum(), refs))
     full = _blocks_to_full(curv.hessian(), k, d, True)
@@ -163,8 +162,7 @@ def test_ema_bias_corrected_average_and_state():
     other = ClassifierCurvature(k, d, bias=True, momentum=m)
     other.load_state_dict(state)
     assert other.num_updates == 3
-    torch.testing.assert_close(other.hessian(), curv.hessian(), rtol=0,
-                               atol=0)
+    torch.testing.assert_close(other.hessian(), curv.hessian(), rtol=0, atol=0)
     with pytest.raises(ValueError):
         ClassifierCurvature(k, d + 1).load_state_dict(state)
 
@@ -181,17 +179,17 @@ def test_damped_solve_equals_linalg_solve(bias):
     gen = torch.Generator().manual_seed(0)
     g = torch.randn(5, k, d + int(bias), generator=gen, dtype=torch.float64)
     lam, wd, bd = 1e-3, 5e-4, 0.0
-    s, info = curv.solve(g, damping=lam, weight_decay=wd, bias_decay=bd,
-                         cond='exact')
+    s, info = curv.solve(
+        g, damping=lam, weight_decay=wd, bias_decay=bd, cond='exact')
     # reference system in the [weight.flatten(), bias] order
     diag = torch.full((k * d, ), lam + wd, dtype=torch.float64)
     if bias:
-        diag = torch.cat([diag, torch.full((k, ), lam + bd,
-                                           dtype=torch.float64)])
+        diag = torch.cat(
+            [diag, torch.full((k, ), lam + bd, dtype=torch.float64)])
     a = h_ref + torch.diag(diag)
     rhs = torch.stack([
-        torch.cat([gi[:, :d].reshape(-1)] +
-                  ([gi[:, d]] if bias else [])) for gi in g
+        torch.cat([gi[:, :d].reshape(-1)] + ([gi[:, d]] if bias else []))
+        for gi in g
     ], 1)
     ref = torch.linalg.solve(a, rhs)
     got = torch.stack([
@@ -203,10 +201,9 @@ def test_damped_solve_equals_linalg_solve(bias):
     ev = torch.linalg.eigvalsh(a)
     # block-diagonal: the worst class block, not the whole matrix
     blocks = [
-        torch.linalg.eigvalsh(
-            curv.hessian()[c] + torch.diag(diag.reshape(-1)[
-                torch.cat([torch.arange(c * d, (c + 1) * d)] +
-                          ([torch.tensor([k * d + c])] if bias else []))]))
+        torch.linalg.eigvalsh(curv.hessian()[c] + torch.diag(
+            diag.reshape(-1)[torch.cat([torch.arange(c * d, (c + 1) * d)] + (
+                [torch.tensor([k * d + c])] if bias else []))]))
         for c in range(k)
     ]
     cond_ref = max(float(e[-1] / e[0]) for e in blocks)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import per_image_loss
+from influence_testlib import per_image_loss
 from torch.func import functional_call
 
 from mmwsss.influence import (StochasticHVP, conjugate_gradient, flat_hvp,
@@ -37,15 +37,20 @@ def _rel(a, b):
 
 
 class Head:
-    """Multi-label logistic head on frozen random features (convex)."""
+    """Multi-label logistic head on frozen random features (convex).
+
+    Feature scales spread over two decades, so that Hessian eigenvalues span
+    7e-6 .. 9e-2, like a real CAM classifier's (flat directions matter).
+    """
 
     def __init__(self, n=256, d=6, k=3, seed=0):
         g = torch.Generator().manual_seed(seed)
-        self.f = torch.randn(n, d, generator=g, dtype=torch.float64)
+        spread = torch.logspace(0, -2, d, dtype=torch.float64)
+        self.f = torch.randn(n, d, generator=g, dtype=torch.float64) * spread
         teacher = torch.randn(k, d, generator=g, dtype=torch.float64)
         p = torch.sigmoid(self.f @ teacher.t())
-        self.y = (torch.rand(n, k, generator=g, dtype=torch.float64) <
-                  p).double()
+        self.y = (torch.rand(n, k, generator=g, dtype=torch.float64)
+                  < p).double()
         self.w = (0.5 * teacher).requires_grad_(True)
         self.b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
         self.n = n
@@ -117,18 +122,20 @@ def test_cg_solves_damped_full_network_system(tiny):
     h = _exact_hessian(net, x, y)
     ev = torch.linalg.eigvalsh(h)
     lam = max(0.05, -float(ev[0]) + 0.05)
-    op = StochasticHVP(
-        lambda idx: per_image_loss(net(x[idx]), y[idx]).mean(),
-        net.parameters(), x.shape[0]).batch_operator(torch.arange(x.shape[0]))
+    op = StochasticHVP(lambda idx: per_image_loss(net(x[idx]), y[idx]).mean(),
+                       net.parameters(),
+                       x.shape[0]).batch_operator(torch.arange(x.shape[0]))
     gen = torch.Generator().manual_seed(3)
     b = torch.randn(2, h.shape[0], generator=gen, dtype=torch.float64)
-    ref = torch.linalg.solve(h + lam * torch.eye(h.shape[0], dtype=torch.float64), b.t()).t()
+    ref = torch.linalg.solve(
+        h + lam * torch.eye(h.shape[0], dtype=torch.float64), b.t()).t()
     sol, info = conjugate_gradient(op, b, damping=lam, max_iter=h.shape[0])
     assert info.converged and not info.negative_curvature
     assert info.iters <= h.shape[0]
     assert _rel(sol, ref) < 1e-8
     # the result is not that of another damping
-    wrong = torch.linalg.solve(h + 2 * lam * torch.eye(h.shape[0], dtype=torch.float64), b.t()).t()
+    wrong = torch.linalg.solve(
+        h + 2 * lam * torch.eye(h.shape[0], dtype=torch.float64), b.t()).t()
     assert _rel(sol, wrong) > 1e-2
 
 
@@ -145,10 +152,11 @@ def test_cg_warm_start_after_parameter_drift():
     head = Head()
     full = torch.arange(head.n)
     lam = 1e-3
-    b = torch.randn(21, generator=torch.Generator().manual_seed(4),
-                    dtype=torch.float64)
+    b = torch.randn(
+        21, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     h0 = head.exact_hessian()
-    x_old = torch.linalg.solve(h0 + lam * torch.eye(21, dtype=torch.float64), b)
+    x_old = torch.linalg.solve(h0 + lam * torch.eye(21, dtype=torch.float64),
+                               b)
     opt = torch.optim.SGD(head.params(), lr=0.5)
     for _ in range(5):
         opt.zero_grad()
@@ -159,8 +167,8 @@ def test_cg_warm_start_after_parameter_drift():
     assert _rel(x_old, ref) > 1e-3  # the system did change
     op = StochasticHVP(head.loss, head.params(), head.n).batch_operator(full)
     cold, _ = conjugate_gradient(op, b, damping=lam, max_iter=3, tol=0)
-    warm, _ = conjugate_gradient(op, b, damping=lam, x0=x_old, max_iter=3,
-                                 tol=0)
+    warm, _ = conjugate_gradient(
+        op, b, damping=lam, x0=x_old, max_iter=3, tol=0)
     assert _rel(warm, ref) < 0.1 * _rel(cold, ref)
     full_sol, info = conjugate_gradient(op, b, damping=lam, max_iter=100)
     assert info.converged and _rel(full_sol, ref) < 1e-8
@@ -171,9 +179,10 @@ def _lissa_setup(lam):
     full = torch.arange(head.n)
     h = head.exact_hessian()
     ev = torch.linalg.eigvalsh(h)
-    b = torch.randn(2, 21, generator=torch.Generator().manual_seed(5),
-                    dtype=torch.float64)
-    ref = torch.linalg.solve(h + lam * torch.eye(21, dtype=torch.float64), b.t()).t()
+    b = torch.randn(
+        2, 21, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    ref = torch.linalg.solve(h + lam * torch.eye(21, dtype=torch.float64),
+                             b.t()).t()
     op = StochasticHVP(head.loss, head.params(), head.n).batch_operator(full)
     return head, h, ev, b, ref, op
 
@@ -197,6 +206,21 @@ def test_lissa_full_batch_meets_its_documented_bound():
     sol, info = lissa(op, b, damping=lam, scale=scale, depth=2000, tol=1e-10)
     assert info.converged and info.iters < 2000
     assert _rel(sol, ref) < 1e-8
+
+
+def test_truncated_lissa_acts_like_extra_damping():
+    """Documented: with lambda = 1e-3 and T = 100 steps LiSSA is far from
+    (H + lambda I)^{-1} b and near the solve with damping lambda + ln(2)
+    scale / T."""
+    lam = 1e-3
+    head, h, ev, b, ref, op = _lissa_setup(lam)
+    scale = 1.5 * float(ev[-1] + lam)
+    sol, info = lissa(op, b, damping=lam, scale=scale, depth=100)
+    assert _rel(sol, ref) > 0.2
+    eye = torch.eye(21, dtype=torch.float64)
+    extra = torch.linalg.solve(h + (lam + math.log(2) * scale / 100) * eye,
+                               b.t()).t()
+    assert _rel(sol, extra) < 0.5 * _rel(sol, ref)
 
 
 def _koh_liang_lissa(op, b, damp, scale, depth):
@@ -233,30 +257,33 @@ def test_lissa_damping_convention_regression():
 
 
 def test_lissa_stochastic_batches_and_warm_start():
-    """Batch-32 HVPs out of 256 samples: the documented fluctuation, which
-    shrinks with larger scale and with repeats."""
+    """Batch-32 HVPs out of 256 samples: the documented fluctuation (a few
+    percent), reduced by repeats; warm start."""
     lam = 1e-2
     head, h, ev, b, ref, _ = _lissa_setup(lam)
 
     def op(seed):
-        return StochasticHVP(head.loss, head.params(), head.n, batch_size=32,
-                             generator=torch.Generator().manual_seed(seed))
+        return StochasticHVP(
+            head.loss,
+            head.params(),
+            head.n,
+            batch_size=32,
+            generator=torch.Generator().manual_seed(seed))
 
-    mu = float(ev[-1] + lam)
-    small, _ = lissa(op(6), b, damping=lam, scale=1.5 * mu, depth=300)
-    large, _ = lissa(op(6), b, damping=lam, scale=20 * mu, depth=300)
-    err_small, err_large = _rel(small, ref), _rel(large, ref)
-    assert err_small < 0.3
-    assert err_large < 0.1
-    assert err_large < 0.5 * err_small
-    avg, _ = lissa(op(7), b, damping=lam, scale=1.5 * mu, depth=300,
-                   repeat=4)
-    assert _rel(avg, ref) < 0.75 * err_small
-    # warm start at the exact solution stays within the same fluctuation
-    warm, _ = lissa(op(8), b, damping=lam, scale=20 * mu, depth=20, x0=ref)
-    assert _rel(warm, ref) < 0.1
-    cold, _ = lissa(op(8), b, damping=lam, scale=20 * mu, depth=20)
-    assert _rel(cold, ref) > 2 * _rel(warm, ref)
+    scale = 1.5 * float(ev[-1] + lam)
+    errs = [
+        _rel(lissa(op(seed), b, damping=lam, scale=scale, depth=300)[0], ref)
+        for seed in range(4)
+    ]
+    assert max(errs) < 0.06
+    avg, _ = lissa(op(7), b, damping=lam, scale=scale, depth=300, repeat=4)
+    assert _rel(avg, ref) < 0.75 * sum(errs) / len(errs)
+    # warm start at the exact solution stays within the same fluctuation,
+    # a cold start of the same length does not get there
+    warm, _ = lissa(op(8), b, damping=lam, scale=scale, depth=20, x0=ref)
+    cold, _ = lissa(op(8), b, damping=lam, scale=scale, depth=20)
+    assert _rel(warm, ref) < 0.06
+    assert _rel(cold, ref) > 3 * _rel(warm, ref)
 
 
 def test_lissa_divergence_raises():

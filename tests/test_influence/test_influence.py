@@ -6,17 +6,15 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import make_net, per_image_loss
+from influence_testlib import make_net, per_image_loss
 from scipy.optimize import brentq
 from scipy.stats import pearsonr, spearmanr
 
-from mmwsss.influence import (ClassifierCurvature, ClassifierInfluence,
-                              aggregate_scales, assert_disjoint,
-                              classifier_influence, feature_grad_x_input,
-                              input_grad_maps, normalise_maps,
-                              resample_maps, sample_weights,
-                              select_val_subset, uniform_maps,
-                              unpack_classifier)
+from mmwsss.influence import (
+    ClassifierCurvature, ClassifierInfluence, aggregate_scales,
+    assert_disjoint, classifier_grads, classifier_influence,
+    feature_grad_x_input, input_grad_maps, normalise_maps, resample_maps,
+    sample_weights, select_val_subset, uniform_maps, unpack_classifier)
 
 # --------------------------------------------------------------- references
 
@@ -50,8 +48,8 @@ def _mean_loss_hessian(fmap, w, b, y):
 
 def _to_packed(flat, k, d):
     """``[w.flatten(), b]`` rows -> packed ``(., K, D + 1)``."""
-    return torch.cat([flat[:, :k * d].reshape(-1, k, d), flat[:, k * d:,
-                                                               None]], 2)
+    return torch.cat(
+        [flat[:, :k * d].reshape(-1, k, d), flat[:, k * d:, None]], 2)
 
 
 def _split(t):
@@ -70,8 +68,14 @@ def test_influence_equals_exact_formula(tiny):
     tr, va = slice(0, 36), slice(36, 48)
     k, d = w.shape[:2]
     lam, wd, bd = 1e-3, 2e-3, 0.0
-    inf = ClassifierInfluence(k, d, bias=True, momentum=1.0, damping=lam,
-                              weight_decay=wd, bias_decay=bd)
+    inf = ClassifierInfluence(
+        k,
+        d,
+        bias=True,
+        momentum=1.0,
+        damping=lam,
+        weight_decay=wd,
+        bias_decay=bd)
     f = fmap.mean(dim=(2, 3))
     logits = F.conv2d(fmap, w, b).mean(dim=(2, 3))
     inf.update(f[tr], logits[tr])
@@ -140,7 +144,6 @@ def test_counterfactual_refit_of_convex_head():
     curv = ClassifierCurvature(k, d, bias=True, momentum=1.0)
     curv.update(ftr, ftr @ w.t() + b)
     # validation loss = mean over validation images -> mean gradient
-    from mmwsss.influence import classifier_grads
     g_val = classifier_grads(fva, fva @ w.t() + b, yva).mean(0, keepdim=True)
     s, _ = curv.solve(g_val, damping=0.0, weight_decay=wd)
     pred = classifier_influence(ftr, ftr @ w.t() + b, ytr, s)[:, 0]  # (N,)
@@ -161,8 +164,8 @@ def test_counterfactual_refit_of_convex_head():
     for i in range(n):
         c = torch.ones(n, dtype=torch.float64)
         c[i] = 0.0
-        actual.append(_val_loss(_fit_head(ftr, ytr, wd, c, theta), fva, yva)
-                      - base)
+        actual.append(
+            _val_loss(_fit_head(ftr, ytr, wd, c, theta), fva, yva) - base)
     predicted = (-pred / n).tolist()
     assert pearsonr(predicted, actual)[0] > 0.95
     assert spearmanr(predicted, actual)[0] > 0.9
@@ -197,8 +200,7 @@ def test_feature_grad_x_input_equals_finite_differences(tiny, bias):
             fm[:, :, r, c] *= 1 + sgn * step
             vals.append(influence(fm))
         fd = (vals[0] - vals[1]) / (2 * step)
-        torch.testing.assert_close(maps[:, :, r, c], fd, rtol=1e-6,
-                                   atol=1e-10)
+        torch.testing.assert_close(maps[:, :, r, c], fd, rtol=1e-6, atol=1e-10)
     assert maps.abs().max() > 1e-3
     # reduction: mean over validation vectors of |.|
     red = feature_grad_x_input(fmap, s, w, b, y)
@@ -217,8 +219,8 @@ def test_input_grad_maps_equal_finite_differences(tiny):
     def loss_fn(inp):
         return per_image_loss(net(inp), y)
 
-    maps = input_grad_maps(loss_fn, x, [w, b], [s_w, s_b], grid=None,
-                           reduction='none')
+    maps = input_grad_maps(
+        loss_fn, x, [w, b], [s_w, s_b], grid=None, reduction='none')
     assert maps.shape == (3, 2, 6, 6)
 
     def influence(inp):  # (N, M), loop over images
@@ -227,8 +229,7 @@ def test_input_grad_maps_equal_finite_differences(tiny):
             g = torch.autograd.grad(
                 per_image_loss(net(inp[i:i + 1]), y[i:i + 1]).sum(), (w, b))
             out.append(-torch.stack([(g[0] * s_w[m]).sum() +
-                                     (g[1] * s_b[m]).sum()
-                                     for m in range(2)]))
+                                     (g[1] * s_b[m]).sum() for m in range(2)]))
         return torch.stack(out)
 
     step = 1e-5
@@ -239,8 +240,7 @@ def test_input_grad_maps_equal_finite_differences(tiny):
             xp[:, :, r, c] *= 1 + sgn * step
             vals.append(influence(xp))
         fd = (vals[0] - vals[1]) / (2 * step)
-        torch.testing.assert_close(maps[:, :, r, c], fd, rtol=1e-6,
-                                   atol=1e-10)
+        torch.testing.assert_close(maps[:, :, r, c], fd, rtol=1e-6, atol=1e-10)
     # grid pooling of the signed maps, then |.| mean over vectors
     pooled = input_grad_maps(loss_fn, x, [w, b], [s_w, s_b], grid=3)
     ref = F.avg_pool2d(maps, 2).abs().mean(1, keepdim=True)
@@ -262,8 +262,8 @@ def test_resample_aggregate_and_uniform():
     # multi-scale: mean of the upsampled maps
     other = torch.full((2, 1, 14, 14), 1.0, dtype=torch.float64)
     agg = aggregate_scales([const, other], size=24)
-    torch.testing.assert_close(agg, torch.full((2, 1, 24, 24), 2.0,
-                                               dtype=torch.float64))
+    torch.testing.assert_close(
+        agg, torch.full((2, 1, 24, 24), 2.0, dtype=torch.float64))
     m1 = torch.rand(2, 1, 7, 7, generator=gen)
     m2 = torch.rand(2, 1, 14, 14, generator=gen)
     torch.testing.assert_close(
@@ -278,10 +278,9 @@ def test_resample_aggregate_and_uniform():
 
 def test_sample_weights_mean_one_and_clamped():
     # spatial means 0.01, 1, 2, 3, 50, 0 -> some weights clamp at both ends
-    means = torch.tensor([0.01, 1.0, 2.0, 3.0, 50.0, 0.0],
-                         dtype=torch.float64)
-    maps = means[:, None, None, None] * torch.ones(6, 1, 4, 4,
-                                                   dtype=torch.float64)
+    means = torch.tensor([0.01, 1.0, 2.0, 3.0, 50.0, 0.0], dtype=torch.float64)
+    maps = means[:, None, None, None] * torch.ones(
+        6, 1, 4, 4, dtype=torch.float64)
     maps.requires_grad_(True)
     lo, hi, eps = 0.25, 4.0, 0.01
     w = sample_weights(maps, eps=eps, clamp=(lo, hi))
@@ -291,10 +290,14 @@ def test_sample_weights_mean_one_and_clamped():
     assert w[4] == hi and w[5] == lo and w[0] == lo
     # independent reference: scalar root of mean(clip(c * r, lo, hi)) = 1
     r = (means / means.mean() + eps).numpy()
-    c = brentq(lambda c: (c * r).clip(lo, hi).mean() - 1, 1e-9, 1e9,
-               xtol=1e-15, rtol=1e-15)
-    torch.testing.assert_close(w, torch.from_numpy((c * r).clip(lo, hi)),
-                               rtol=1e-10, atol=1e-12)
+    c = brentq(
+        lambda c: (c * r).clip(lo, hi).mean() - 1,
+        1e-9,
+        1e9,
+        xtol=1e-15,
+        rtol=1e-15)
+    torch.testing.assert_close(
+        w, torch.from_numpy((c * r).clip(lo, hi)), rtol=1e-10, atol=1e-12)
     # monotone in the map mean
     assert (torch.diff(w[:5]) >= 0).all()
     # no refresh yet / uniform / all-zero maps -> ones
@@ -418,8 +421,7 @@ def toy():
     net = net.double().eval()
     xtr, ytr, xva, yva, xte, yte = (
         t.double() for t in (xtr, ytr, xva, yva, xte, yte))
-    inf = ClassifierInfluence(NCLS, 16, bias=True, momentum=1.0,
-                              damping=1e-3)
+    inf = ClassifierInfluence(NCLS, 16, bias=True, momentum=1.0, damping=1e-3)
     with torch.no_grad():
         inf.update(net.features(xtr).mean(dim=(2, 3)), net(xtr))
         inf.refresh(net.features(xva).mean(dim=(2, 3)), net(xva), yva)
@@ -444,8 +446,8 @@ def _occlusion(net, inf, x, y, grid, cell):
 
 def _mean_spearman(a, b):
     return sum(
-        spearmanr(p.flatten().numpy(), q.flatten().numpy())[0]
-        for p, q in zip(a, b)) / a.shape[0]
+        spearmanr(p.flatten().numpy(),
+                  q.flatten().numpy())[0] for p, q in zip(a, b)) / a.shape[0]
 
 
 def test_toy_maps_point_at_objects_and_agree_with_occlusion(toy):
@@ -456,13 +458,14 @@ def test_toy_maps_point_at_objects_and_agree_with_occlusion(toy):
     s_w, s_b = unpack_classifier(inf.s_val, w.shape, True)
     inp = input_grad_maps(
         lambda t: F.multilabel_soft_margin_loss(net(t), y, reduction='none'),
-        x, [w, b], [s_w, s_b], grid=12)
+        x, [w, b], [s_w, s_b],
+        grid=12)
     inp = resample_maps(inp, SIZE, grid=12)[:, 0]
     assert _pointing(feat, boxes) >= 0.8
     assert _pointing(inp, boxes) >= 0.8
     # control: random maps do not pass (chance is about 1/16)
-    rnd = torch.rand(x.shape[0], SIZE, SIZE,
-                     generator=torch.Generator().manual_seed(0))
+    rnd = torch.rand(
+        x.shape[0], SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     assert _pointing(rnd, boxes) < 0.3
     occ = _occlusion(net, inf, x, y, grid=6, cell=4)
     assert _mean_spearman(F.adaptive_avg_pool2d(feat[:, None], 6)[:, 0],

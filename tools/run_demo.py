@@ -35,11 +35,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CAM_CONFIG = 'configs/cam/cam_r18-w32_1xb32-600it_demo-128x128.py'
+CAM_CONFIG = 'configs/cam/cam_effl0-d16_1xb32-500it_demo-128x128.py'
 SEG_CONFIG = ('configs/deeplabv3plus/'
-              'deeplabv3plus_r18-w32-d8_1xb16-1k_demo-pseudo-128x128.py')
+              'deeplabv3plus_effl0-d16_1xb16-800it_demo-pseudo-128x128.py')
 GT_CONFIG = ('configs/deeplabv3plus/'
-             'deeplabv3plus_r18-w32-d8_1xb16-1k_demo-gt-128x128.py')
+             'deeplabv3plus_effl0-d16_1xb16-800it_demo-gt-128x128.py')
 # outputs computed from a trained model, removed when it is retrained
 DERIVED = ('test_metrics.json', 'seeds', 'threshold_sweep.json',
            'pseudo_labels', 'crf_eval.json')
@@ -259,7 +259,8 @@ class Demo:
         self.run([
             self.py, 'tools/make_pseudo_labels.py', a.cam_config, ckpt,
             '--out', pseudo_dir, '--refine', 'irn_label', '--bg-thr',
-            str(best_thr), '--workers',
+            str(best_thr), '--from-scores',
+            osp.join(seed_dir, 'scores'), '--workers',
             str(a.workers), '--cfg-options'
         ] + self.data_options(['test_dataloader']) + cam_opts,
                  'CRF pseudo-labels')

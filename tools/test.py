@@ -8,6 +8,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from mmwsss.registry import RUNNERS
+from mmwsss.utils import setup_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,6 +60,8 @@ def main() -> None:
     if args.out is not None:
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
+    # --launcher pytorch without CUDA (gloo): see mmwsss/utils/dist.py
+    setup_cpu_distributed(cfg)
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:

@@ -10,6 +10,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmwsss.registry import RUNNERS
+from mmwsss.utils import setup_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -65,6 +66,8 @@ def main() -> None:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
     cfg.resume = args.resume
+    # --launcher pytorch without CUDA (gloo): see mmwsss/utils/dist.py
+    setup_cpu_distributed(cfg)
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:

@@ -354,9 +354,15 @@ def morph_close(label_map: np.ndarray,
     values, counts = values[keep], counts[keep]
     order = np.lexsort((values, counts))
     free = label_map == 0
+    # Pad with background: OpenCV's default border would count pixels
+    # outside the image as object in the erosion and grow objects near the
+    # border out to it.
+    pad = int(kernel_size)
     for cls in values[order]:
-        mask = (label_map == cls).astype(np.uint8)
-        closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel) > 0
+        mask = cv2.copyMakeBorder((label_map == cls).astype(np.uint8), pad,
+                                  pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+        closed = closed[pad:-pad, pad:-pad] > 0
         fill = closed & free
         out[fill] = cls
         free &= ~fill

@@ -269,3 +269,32 @@ def test_morph_close_overlap_goes_to_smaller_class():
     out2 = morph_close(lab2, kernel_size=5)
     assert (out2[4:7, 5] == 1).all()
     assert (out2[lab2 == 2] == 2).all()
+
+
+def test_morph_close_does_not_grow_objects_to_the_border():
+    """A block near the border keeps its extent (brute-force closing)."""
+    from mmwsss.refine.densecrf import morph_close
+    lab = np.zeros((12, 12), np.int64)
+    lab[2:6, 2:6] = 3
+    out = morph_close(lab, kernel_size=7)
+    np.testing.assert_array_equal(out, lab)
+    # brute force: closing of a convex block with a square kernel, with the
+    # outside of the image as background, is the block itself; a gap of 2
+    # px between two blocks of one class is filled
+    lab2 = np.zeros((12, 12), np.int64)
+    lab2[0:4, 0:3] = 2
+    lab2[0:4, 5:8] = 2
+    out2 = morph_close(lab2, kernel_size=3)
+    # brute-force reference
+    pad = np.pad(lab2 == 2, 3)
+    k = 1
+    dil = np.zeros_like(pad)
+    for dy in range(-k, k + 1):
+        for dx in range(-k, k + 1):
+            dil |= np.roll(np.roll(pad, dy, 0), dx, 1)
+    ero = np.ones_like(pad)
+    for dy in range(-k, k + 1):
+        for dx in range(-k, k + 1):
+            ero &= np.roll(np.roll(dil, dy, 0), dx, 1)
+    ref = np.where(ero[3:-3, 3:-3], 2, 0)
+    np.testing.assert_array_equal(out2, ref)

@@ -1,9 +1,13 @@
 # Copyright (c) mmwsss contributors.
 from typing import Sequence
 
+import numpy as np
+import torch
+from mmengine.structures import InstanceData
 from mmseg.datasets.transforms import PackSegInputs
 
 from mmwsss.registry import TRANSFORMS
+from .proposals import align_proposals
 
 DEFAULT_META_KEYS = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape',
                      'pad_shape', 'scale_factor', 'flip', 'flip_direction',
@@ -17,7 +21,13 @@ class PackWSSSInputs(PackSegInputs):
     Same as :class:`mmseg.datasets.transforms.PackSegInputs` except that
     ``img_labels`` (sorted foreground class indices, background is 0) is a
     required meta key, so that image labels reach the model in
-    ``data_sample.metainfo['img_labels']``.
+    ``data_sample.metainfo['img_labels']``, and that object proposals
+    loaded by :class:`~mmwsss.datasets.transforms.LoadProposals` are
+    aligned with the transformed image (when no ``AlignProposals`` did it)
+    and packed as ``data_sample.proposals``, an ``InstanceData`` with
+    ``bboxes`` (float32 ``(N, 4)``, ``x1, y1, x2, y2`` in pixels of the
+    packed image) and ``ranks`` (int64 ``(N, )``, the row of each box in
+    its proposal file, 0 = best ranked).
 
     Args:
         meta_keys (Sequence[str]): Meta keys to pack. ``img_labels`` is
@@ -38,4 +48,15 @@ class PackWSSSInputs(PackSegInputs):
                 '"img_labels": use an mmwsss dataset (WSSSVOCDataset, '
                 'WSSSCOCODataset, ...) that loads image-level labels')
         results['img_labels'] = [int(x) for x in results['img_labels']]
-        return super().transform(results)
+        if 'proposals' not in results:
+            return super().transform(results)
+        align_proposals(results)
+        packed = super().transform(results)
+        boxes = np.asarray(results['proposals'], dtype=np.float32)
+        ranks = np.asarray(
+            results.get('proposal_ranks', np.arange(len(boxes))),
+            dtype=np.int64)
+        packed['data_samples'].proposals = InstanceData(
+            bboxes=torch.from_numpy(boxes.reshape(-1, 4).copy()),
+            ranks=torch.from_numpy(ranks.copy()))
+        return packed

@@ -36,11 +36,12 @@ Why not a ready-made implementation:
   ``opencv-contrib-python(-headless)``, which installs the same ``cv2``
   package as ``opencv-python``. mmcv 2.1.0 declares
   ``Requires-Dist: opencv-python>=3``, so ``pip`` (re)installs
-  ``opencv-python`` next to contrib; the two then overwrite each other's
-  files in install order, and uninstalling either leaves a broken ``cv2``
-  (checked with 5.0.0.93: after ``pip uninstall opencv-python``,
-  ``import cv2`` gives a module without ``__version__``). OpenCV's own
-  packaging notes say to install only one of the four packages.
+  ``opencv-python`` next to contrib (``pip install --dry-run mmcv`` in a
+  contrib-only environment lists it); both then own the files of one
+  ``cv2`` folder, and removing or upgrading one breaks the other (checked
+  with 5.0.0.93: after ``pip uninstall opencv-python``, ``import cv2``
+  gives a module without ``__version__``). OpenCV's packaging notes say to
+  install only one of its four packages.
 - PyPI ``selectivesearch`` 0.4 (MIT, last release 2017) computes the HSV
   colour histograms over the range (0, 255) although HSV lies in [0, 1]
   (all pixels fall in the first bin), the LBP texture histograms over
@@ -52,8 +53,17 @@ Why not a ready-made implementation:
   between that region's own min and max (histograms of different regions
   are not comparable), and re-scans the whole image per merge.
 
-Speed (this implementation, one core, ``mode='fast'``, 8 strategies):
-see :func:`selective_search`; images are not resized.
+Speed (one core, shared machine, natural images, best of 3): ``'single'``
+0.02 s at 128x128 and 0.28 s at 500x375; ``'fast'`` (8 hierarchies) 0.07
+s and 1.05 s, about 2000-3300 unique boxes at 500x375; ``'quality'`` 0.3 s
+at 128x128. Most of the time is scikit-image's Felzenszwalb segmentation
+(one per colour space and k); the grouping itself is a heap of pair
+similarities updated with vectorised histogram intersections. For
+comparison, OpenCV-contrib 5.0's ``switchToSelectiveSearchFast`` (k = 150
+and 300, so fewer regions) takes 0.05 s and 0.76 s for about 110 and 720
+boxes. On 60 demo scenes (128x128), the mean best IoU of the object boxes
+is 0.68 here (``'fast'``, 343 boxes per image) against 0.59 for OpenCV's
+fast mode (142 boxes).
 
 Boxes are ``(x1, y1, x2, y2)`` in pixel-edge coordinates: a region
 covering pixel columns ``3..7`` has ``x1 = 3, x2 = 8``, so ``x2 - x1`` is
@@ -166,10 +176,11 @@ def _region_histograms(labels: np.ndarray, n: int, values: np.ndarray,
     Returns:
         np.ndarray: ``(n, F * bins)`` float64, rows summing to 1.
     """
-    idx = np.minimum((values * bins).astype(np.int64), bins - 1)
     hists = []
+    offset = labels * bins
     for f in range(values.shape[1]):
-        h = np.bincount(labels * bins + idx[:, f], minlength=n * bins)
+        idx = np.minimum((values[:, f] * bins).astype(np.int64), bins - 1)
+        h = np.bincount(offset + idx, minlength=n * bins)
         hists.append(h.reshape(n, bins))
     hist = np.concatenate(hists, axis=1).astype(np.float64)
     return hist / hist.sum(axis=1, keepdims=True)
@@ -248,11 +259,25 @@ def hierarchical_grouping(labels: np.ndarray,
                          f'"C", "T", "S", "F", got {similarity!r}')
     use_c, use_t = 'C' in similarity, 'T' in similarity
     use_s, use_f = 'S' in similarity, 'F' in similarity
-    n = int(labels.max()) + 1
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.size == 0 \
+            or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ValueError('labels must be a non-empty 2-D map of integers '
+                         '>= 0')
+    counts = np.bincount(labels.ravel())
+    if not counts.all():
+        raise ValueError('labels must use every value 0..n-1')
+    n = len(counts)
+    for used, hist, name in ((use_c, colour_hist, 'colour_hist'),
+                             (use_t, texture_hist, 'texture_hist')):
+        if used and (hist is None or np.ndim(hist) != 2 or len(hist) != n):
+            raise ValueError(
+                f'similarity {similarity!r} needs {name} of shape ({n}, D), '
+                f'got {None if hist is None else np.shape(hist)}')
     total = 2 * n - 1
     im_size = float(labels.size)
     size = np.zeros(total, dtype=np.float64)
-    size[:n] = np.bincount(labels.ravel(), minlength=n)
+    size[:n] = counts
     boxes = np.zeros((total, 4), dtype=np.float64)
     boxes[:n] = _region_boxes(labels, n)
     hc = ht = None
@@ -385,10 +410,8 @@ def selective_search(img: np.ndarray,
         coordinates, ``0 <= x1 < x2 <= W``), unique, in ranking order.
 
     Note:
-        One core, ``'fast'``: about 0.03 s for 128x128 and 0.5 s for
-        500x375 natural images (``benchmarks``-style numbers from the
-        module's report; the grouping cost grows with the number of
-        Felzenszwalb regions).
+        One core, ``'fast'``: about 0.07 s at 128x128 and 1 s at 500x375
+        (see the module docstring); images are not resized.
     """
     img = _check_image(img)
     if max_proposals is not None and max_proposals < 0:
@@ -453,10 +476,11 @@ def filter_proposals(
     IG-CAM filters by "area (minimum 100 pixels) and aspect ratio
     constraints to remove degenerate cases" without giving the bound. We
     use ``max(w / h, h / w) <= 4`` by default: EdgeBoxes [43], the other
-    proposal method the paper names, uses 3 (``maxAspectRatio``), which
-    would remove standing people and bottles seen from the side in
-    VOC; 4 keeps them and still removes the line-like slivers that
-    Selective Search produces along long edges.
+    proposal method the paper names, defaults to 3 (``maxAspectRatio``),
+    which can cut tall thin objects (standing people, bottles); 4 keeps
+    more of them and still removes the line-like slivers that Selective
+    Search produces along long edges. Set it per run with
+    ``tools/generate_proposals.py --max-aspect``.
 
     Args:
         boxes (np.ndarray): ``(N, 4)`` boxes ``x1, y1, x2, y2``.

@@ -202,10 +202,21 @@ def test_hierarchical_grouping_matches_brute_force(similarity):
     assert got[-1].tolist() == [0, 0, lab.shape[1], lab.shape[0]]
 
 
-def test_hierarchical_grouping_bad_similarity():
+def test_hierarchical_grouping_bad_input():
     lab = voronoi_labels(6, 6, 3, seed=0)
     with pytest.raises(ValueError, match='similarity'):
         hierarchical_grouping(lab, None, None, 'CX')
+    with pytest.raises(ValueError, match='colour_hist of shape'):
+        hierarchical_grouping(lab, None, None, 'CS')
+    with pytest.raises(ValueError, match='texture_hist of shape'):
+        hierarchical_grouping(lab, None, np.ones((2, 4)), 'TS')
+    with pytest.raises(ValueError, match='every value'):
+        hierarchical_grouping(lab * 2, None, None, 'S')
+    with pytest.raises(ValueError, match='2-D'):
+        hierarchical_grouping(lab.astype(float), None, None, 'S')
+    # one region: only its box
+    one = hierarchical_grouping(np.zeros((3, 4), int), None, None, 'SF')
+    assert one.tolist() == [[0, 0, 4, 3]]
 
 
 # ----------------------------------------------------------------------

@@ -59,7 +59,7 @@ def test_config_builds_and_steps(cfg_path):
     model_cfg = cfg.model
     # a small input keeps the ResNet-101 configs fast on CPU
     model_cfg.data_preprocessor.size = (64, 64)
-    if model_cfg.type == 'CAMSegmentor':
+    if model_cfg.type in ('CAMSegmentor', 'IGCAMSegmentor'):
         model_cfg.test_cfg.scales = (1.0, )
     model = MODELS.build(model_cfg)
     head = getattr(model, 'cam_head', None) or model.decode_head

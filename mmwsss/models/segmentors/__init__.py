@@ -1,4 +1,5 @@
 # Copyright (c) mmwsss contributors.
 from .cam_segmentor import CAMSegmentor
+from .igcam_segmentor import IGCAMSegmentor
 
-__all__ = ['CAMSegmentor']
+__all__ = ['CAMSegmentor', 'IGCAMSegmentor']

@@ -138,11 +138,35 @@ class CAMSegmentor(BaseSegmentor):
 
     # ------------------------------------------------------------------
     # inference
-    def multi_scale_cams(self, inputs: Tensor) -> Tuple[Tensor, Tensor]:
+    def _view_cams(self, x: Tensor, data_samples: OptSampleList,
+                   in_shape: Tuple[int, int],
+                   flip: bool) -> Tuple[Tensor, Tensor]:
+        """Raw CAMs and image logits of one inference view.
+
+        Args:
+            x (Tensor): The resized inputs, followed by their horizontal
+                flips when ``flip``.
+            data_samples (list[SegDataSample], optional): The samples of the
+                unflipped inputs (unused here; subclasses read proposals or
+                labels from them).
+            in_shape (tuple[int, int]): ``(H, W)`` of the unresized inputs.
+            flip (bool): Whether the second half of ``x`` is flipped.
+
+        Returns:
+            tuple[Tensor, Tensor]: ``(2N or N, K, h, w)`` CAMs and logits.
+        """
+        return self.cam_head.logits(self.extract_feat(x))
+
+    def multi_scale_cams(
+            self,
+            inputs: Tensor,
+            data_samples: OptSampleList = None) -> Tuple[Tensor, Tensor]:
         """Fused multi-scale (+ flip) CAMs at the input size.
 
         Args:
             inputs (Tensor): ``(N, 3, H, W)`` normalised images.
+            data_samples (list[SegDataSample], optional): Their samples,
+                passed to :meth:`_view_cams`.
 
         Returns:
             tuple[Tensor, Tensor]: ReLU CAMs ``(N, K, H, W)`` fused over
@@ -161,7 +185,8 @@ class CAMSegmentor(BaseSegmentor):
                     inputs, size=size, mode='bilinear', align_corners=False)
             if cfg['flip']:
                 x = torch.cat([x, x.flip(-1)], dim=0)
-            cams, logit = self.cam_head.logits(self.extract_feat(x))
+            cams, logit = self._view_cams(x, data_samples, (h, w),
+                                          cfg['flip'])
             cams = torch.relu(cams)
             if cfg['flip']:
                 cams = fuse_maps([cams[:n], cams[n:].flip(-1)],
@@ -279,7 +304,7 @@ class CAMSegmentor(BaseSegmentor):
                     metainfo=dict(ori_shape=(h, w), img_shape=(h, w)))
                 for _ in range(inputs.shape[0])
             ]
-        cams, logits = self.multi_scale_cams(inputs)
+        cams, logits = self.multi_scale_cams(inputs, data_samples)
         for i, ds in enumerate(data_samples):
             meta = ds.metainfo
             scores, labels = self.cam_scores(cams[i], logits[i], meta)

@@ -1,0 +1,386 @@
+# Copyright (c) mmwsss contributors.
+"""IG-CAM segmentor: FPN CAMs with influence guidance and proposals."""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine import dist
+from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
+                         OptSampleList, SampleList)
+from torch import Tensor
+
+from mmwsss.influence import (ClassifierInfluence, SolveInfo,
+                              aggregate_scales, normalise_maps)
+from mmwsss.registry import MODELS
+from .cam_segmentor import CAMSegmentor
+
+DEFAULT_INFLUENCE_CFG = dict(
+    momentum=0.01,
+    damping=1e-3,
+    weight_decay=0.0,
+    bias_decay=None,
+    grid=32,
+    mix=1.0,
+    sample_weights=True)
+
+IG_TEST_DEFAULTS = dict(use_influence=True)
+
+
+@MODELS.register_module()
+class IGCAMSegmentor(CAMSegmentor):
+    """IG-CAM (Torabi et al.): backbone + FPN + influence-guided attention +
+    instance-guided multi-scale CAM head, with per-scale influence state.
+
+    Forward (training and inference)::
+
+        F_s = neck(backbone(x))                        # 4 scales, 1/4..1/32
+        I_s = influence map of scale s                 # no grad, see below
+        F~_s, W_s = attention(F_s, I_s)                # eq. (3)-(4)
+        CAM_s, z_s = cam_head(F~_s, I_s, proposals)    # eq. (5)-(8)
+
+    Influence (:class:`~mmwsss.influence.ClassifierInfluence`, one per scale
+    classifier ``(W_s, b_s)``):
+
+    - **curvature**: :meth:`loss` folds every training batch into the EMA of
+      the closed-form classifier Hessian, using the features the classifier
+      actually sees (``outputs.pooled[s]``, for which ``z_s = W_s hbar_s +
+      b_s`` exactly), the logits and the sample weights, under
+      ``torch.no_grad`` (features from train-mode BN). The Hessian is that of
+      the classification loss only (``loss_weight / num_scales`` per scale);
+      the consistency and boundary terms are ignored;
+    - **solve**: :meth:`refresh_influence` (called by a hook every N
+      iterations) runs a validation batch in eval mode, computes the
+      validation gradients of every classifier and solves the damped system;
+    - **maps**: in every forward with image labels, the feature grad x input
+      map of the influence (eq. (9), ``mean_v |.|`` over the validation
+      vectors) of every scale, computed in closed form from that scale's
+      *pre-attention* features ``F_s`` and the current classifier (the map
+      is an input of the attention, so it cannot depend on its output; the
+      curvature and ``s`` are those of the real classifier). Maps pass
+      through the 32 x 32 grid, are resized to the scale and normalised to
+      spatial mean 1 for the attention and the head (uniform before the
+      first refresh, or without labels, or with ``influence_cfg=None``);
+      ``influence_cfg.mix = rho`` blends them with the uniform map, ``1 -
+      rho + rho I`` (default 1: the paper's maps; a hook can ramp it to
+      avoid a jump in the pooled features at the first refresh);
+    - **sample weights** (eq. (10)): every scale's raw maps divided by their
+      batch mean, averaged over scales on the grid, then
+      ``loss_cls.sample_weights`` (normalised to batch mean 1, clamped,
+      detached); ones before the first refresh.
+
+    Inference (``predict``) is :class:`CAMSegmentor`'s multi-scale + flip
+    procedure on the fused CAMs; proposals of the samples are rescaled and
+    flipped with every view; influence maps are used when
+    ``test_cfg.use_influence`` and the samples have ``img_labels``. The
+    paper's 5-scale test is ``test_cfg=dict(scales=(0.5, 0.75, 1.0, 1.25,
+    1.5), scale_fusion='mean')``.
+
+    The influence state is not part of ``state_dict``: a hook saves it with
+    :meth:`influence_state_dict` and restores it with
+    :meth:`load_influence_state_dict`.
+
+    Args:
+        backbone (dict): Backbone config (e.g. ``mmseg.ResNetV1c``).
+        cam_head (dict): :class:`InstanceGuidedCAMHead` config.
+        neck (dict, optional): Neck config (e.g. ``mmseg.FPN``).
+        attention (dict, optional): :class:`InfluenceGuidedAttention`
+            config; None disables the attention.
+        influence_cfg (dict, optional): Influence options (see
+            ``DEFAULT_INFLUENCE_CFG``: EMA ``momentum``, ``damping``
+            lambda, the classifier's ``weight_decay`` / ``bias_decay`` in the
+            optimiser, map ``grid``, ``mix`` with the uniform map in [0, 1],
+            ``sample_weights``); None disables influence (uniform maps, unit
+            weights).
+        train_cfg (dict, optional): Unused.
+        test_cfg (dict, optional): :class:`CAMSegmentor` options plus
+            ``use_influence``.
+        data_preprocessor (dict, optional): ``mmseg.SegDataPreProcessor``.
+        pretrained (str, optional): Backbone checkpoint.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 cam_head: ConfigType,
+                 neck: OptConfigType = None,
+                 attention: OptConfigType = None,
+                 influence_cfg: OptConfigType = DEFAULT_INFLUENCE_CFG,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 data_preprocessor: OptConfigType = None,
+                 pretrained: Optional[str] = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(
+            backbone=backbone,
+            cam_head=cam_head,
+            neck=neck,
+            train_cfg=train_cfg,
+            test_cfg=test_cfg,
+            data_preprocessor=data_preprocessor,
+            pretrained=pretrained,
+            init_cfg=init_cfg)
+        self.attention = MODELS.build(attention) if attention else None
+        if influence_cfg is None:
+            self.influence_cfg = None
+        else:
+            cfg = dict(DEFAULT_INFLUENCE_CFG)
+            for key, value in dict(influence_cfg).items():
+                if key not in cfg:
+                    raise KeyError(f'unknown influence_cfg key "{key}"; '
+                                   f'known keys: {sorted(cfg)}')
+                cfg[key] = value
+            self.influence_cfg = cfg
+        self.influence: List[ClassifierInfluence] = []
+        self._influence_device = torch.device('cpu')
+        if self.influence_cfg is not None:
+            head = self.cam_head
+            self.influence = [
+                ClassifierInfluence(
+                    head.num_classes - 1,
+                    head.in_channels,
+                    bias=head.bias,
+                    momentum=self.influence_cfg['momentum'],
+                    damping=self.influence_cfg['damping'],
+                    weight_decay=self.influence_cfg['weight_decay'],
+                    bias_decay=self.influence_cfg['bias_decay'],
+                    loss_weight=head.cls_loss_weight_per_scale)
+                for _ in range(head.num_scales)
+            ]
+
+    @staticmethod
+    def _check_test_cfg(test_cfg: OptConfigType) -> dict:
+        cfg = dict(test_cfg or {})
+        extra = {k: cfg.pop(k, v) for k, v in IG_TEST_DEFAULTS.items()}
+        out = CAMSegmentor._check_test_cfg(cfg)
+        out.update(extra)
+        return out
+
+    # ------------------------------------------------------------- influence
+    @property
+    def influence_valid(self) -> bool:
+        """Whether every scale has been refreshed."""
+        return bool(self.influence) and all(i.valid for i in self.influence)
+
+    def _influence_to(self, device: torch.device) -> None:
+        """Keep the influence state on the model's device."""
+        device = torch.device(device)
+        if device == self._influence_device:
+            return
+        for j, inf in enumerate(self.influence):
+            new = ClassifierInfluence(
+                inf.curvature.num_classes,
+                inf.curvature.in_channels,
+                bias=inf.curvature.bias,
+                momentum=inf.curvature.momentum,
+                damping=inf.damping,
+                weight_decay=inf.weight_decay,
+                bias_decay=inf.bias_decay,
+                loss_weight=inf.loss_weight,
+                device=device)
+            new.load_state_dict(inf.state_dict())
+            if new.s_val is not None:
+                new.s_val = new.s_val.to(device)
+            new.last_info = inf.last_info
+            self.influence[j] = new
+        self._influence_device = device
+
+    @torch.no_grad()
+    def influence_maps(self, feats: Sequence[Tensor],
+                       labels: Optional[Tensor]) -> Optional[List[Tensor]]:
+        """Raw per-scale influence maps ``(N, 1, h_s, w_s)`` or None.
+
+        None (uniform influence) when influence is disabled, not refreshed
+        yet or ``labels`` is None.
+
+        Args:
+            feats (Sequence[Tensor]): Pre-attention features ``F_s``.
+            labels (Tensor, optional): ``(N, K)`` multi-hot labels.
+
+        Returns:
+            list[Tensor] | None: Non-negative maps (not normalised).
+        """
+        if labels is None or not self.influence_valid:
+            return None
+        self._influence_to(feats[0].device)
+        grid = self.influence_cfg['grid']
+        maps = []
+        for s, (feat, inf) in enumerate(zip(feats, self.influence)):
+            cls = self.cam_head.classifiers[s]
+            maps.append(
+                inf.maps(
+                    feat.detach(),
+                    cls.weight,
+                    cls.bias,
+                    labels,
+                    size=tuple(feat.shape[-2:]),
+                    grid=grid).to(feat.dtype))
+        return maps
+
+    def sample_weights(self, raw_maps: Optional[Sequence[Tensor]],
+                       num: int, device) -> Tensor:
+        """Per-image weights of eq. (10) from the raw per-scale maps."""
+        fn = getattr(self.cam_head.loss_cls, 'sample_weights', None)
+        if raw_maps is None or fn is None or self.influence_cfg is None or \
+                not self.influence_cfg['sample_weights']:
+            return torch.ones(num, device=device)
+        rel = [m / m.mean().clamp_min(1e-30) for m in raw_maps]
+        grid = self.influence_cfg['grid']
+        return fn(aggregate_scales(rel, grid, grid)).to(device)
+
+    # ---------------------------------------------------------------- core
+    def _run(self, inputs: Tensor, labels: Optional[Tensor],
+             proposals, img_shape: Tuple[int, int]):
+        feats = list(self.extract_feat(inputs))
+        raw = self.influence_maps(feats, labels)
+        maps = None
+        if raw is not None:
+            rho = float(self.influence_cfg['mix'])
+            maps = [1 - rho + rho * normalise_maps(m) for m in raw]
+        gates = None
+        if self.attention is not None:
+            feats, gates = self.attention(feats, maps)
+        out = self.cam_head(feats, maps, proposals, img_shape)
+        return out, raw, maps, gates
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
+        """IG-CAM losses; also updates the curvature EMA of every scale."""
+        head = self.cam_head
+        labels = head.targets(data_samples, inputs.device)
+        proposals = head.gather_proposals(data_samples, inputs.device)
+        out, raw, maps, gates = self._run(inputs, labels, proposals,
+                                          tuple(inputs.shape[-2:]))
+        weight = self.sample_weights(raw, inputs.shape[0], inputs.device)
+        multi = None
+        if maps is not None:
+            multi = aggregate_scales(maps, tuple(out.fused_cam.shape[-2:]),
+                                     self.influence_cfg['grid'])
+        losses = head.loss_by_feat(
+            out, labels, weight=weight, gates=gates, influence=multi,
+            inputs=inputs)
+        if self.influence:
+            self._influence_to(inputs.device)
+            lw = head.cls_loss_weight_per_scale
+            with torch.no_grad():
+                for s, inf in enumerate(self.influence):
+                    inf.loss_weight = inf.curvature.loss_weight = lw
+                    inf.update(out.pooled[s], out.logits[s], weight)
+        return losses
+
+    @torch.no_grad()
+    def refresh_influence(self,
+                          data: dict,
+                          preprocessed: bool = False,
+                          sync: bool = True) -> List[SolveInfo]:
+        """Solve the influence systems for a validation batch.
+
+        Runs the batch through the model in eval mode (BN running statistics
+        untouched, no dropout, ``test_select`` proposal choice, so no RNG is
+        consumed) with the current influence maps, then calls
+        :meth:`ClassifierInfluence.refresh` for every scale with the pooled
+        features, logits and labels. The training flags of all modules are
+        restored afterwards; parameters and buffers are not modified.
+
+        Args:
+            data (dict): ``dict(inputs=..., data_samples=...)`` as from a
+                dataloader (run through ``data_preprocessor`` with
+                ``training=False``, so the images must share one size), or
+                already preprocessed with ``preprocessed=True``.
+            preprocessed (bool): Skip the data preprocessor.
+            sync (bool): Average the curvature EMA over distributed ranks
+                first (the EMA is linear, so this is the EMA of the global
+                batches), which makes the solve identical on every rank when
+                they use the same validation batch.
+
+        Returns:
+            list[SolveInfo]: Diagnostics per scale (residual, condition
+            number, damping).
+        """
+        if not self.influence:
+            raise RuntimeError('influence is disabled (influence_cfg=None)')
+        modes = {m: m.training for m in self.modules()}
+        try:
+            self.eval()
+            if not preprocessed:
+                data = self.data_preprocessor(data, training=False)
+            inputs, samples = data['inputs'], data['data_samples']
+            labels = self.cam_head.targets(samples, inputs.device)
+            proposals = self.cam_head.gather_proposals(samples, inputs.device)
+            out, _, _, _ = self._run(inputs, labels, proposals,
+                                     tuple(inputs.shape[-2:]))
+            self._influence_to(inputs.device)
+            if sync and dist.is_distributed():
+                for inf in self.influence:
+                    state = inf.curvature.state_dict()
+                    dist.all_reduce(state['acc'], op='mean')
+                    inf.curvature.load_state_dict(state)
+            infos = [
+                inf.refresh(out.pooled[s], out.logits[s], labels)
+                for s, inf in enumerate(self.influence)
+            ]
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+        return infos
+
+    def influence_state_dict(self) -> Dict[str, Tensor]:
+        """Influence state of all scales (``scale{s}.<key>``), on the CPU."""
+        state = {}
+        for s, inf in enumerate(self.influence):
+            for k, v in inf.state_dict().items():
+                state[f'scale{s}.{k}'] = v.detach().cpu()
+        return state
+
+    def load_influence_state_dict(self, state: Dict[str, Tensor]) -> None:
+        """Restore a state saved by :meth:`influence_state_dict`."""
+        for s, inf in enumerate(self.influence):
+            prefix = f'scale{s}.'
+            sub = {
+                k[len(prefix):]: v
+                for k, v in state.items() if k.startswith(prefix)
+            }
+            if not sub:
+                raise KeyError(f'no influence state for scale {s}')
+            inf.load_state_dict(sub)
+            if inf.s_val is not None:
+                inf.s_val = inf.s_val.to(self._influence_device)
+
+    # ------------------------------------------------------------- inference
+    def _view_cams(self, x: Tensor, data_samples: OptSampleList,
+                   in_shape: Tuple[int, int],
+                   flip: bool) -> Tuple[Tensor, Tensor]:
+        """Fused CAMs and logits of one view, with proposals and influence."""
+        head = self.cam_head
+        labels, proposals = None, None
+        if data_samples is not None:
+            if self.test_cfg['use_influence'] and all(
+                    'img_labels' in ds.metainfo for ds in data_samples):
+                labels = head.targets(data_samples, x.device)
+            proposals = head.gather_proposals(data_samples, x.device)
+        h, w = x.shape[-2:]
+        if proposals is not None:
+            sx, sy = w / in_shape[1], h / in_shape[0]
+            scale = torch.tensor([sx, sy, sx, sy], device=x.device)
+            proposals = [
+                None if p is None else p * scale for p in proposals
+            ]
+            if flip:
+                proposals = proposals + [
+                    None if p is None else torch.stack(
+                        [w - p[:, 2], p[:, 1], w - p[:, 0], p[:, 3]], dim=1)
+                    for p in proposals
+                ]
+        if labels is not None and flip:
+            labels = torch.cat([labels, labels])
+        if labels is not None and labels.shape[0] != x.shape[0]:
+            labels = None
+        if proposals is not None and len(proposals) != x.shape[0]:
+            raise ValueError(f'{len(proposals)} proposal sets for '
+                             f'{x.shape[0]} images')
+        out, _, _, _ = self._run(x, labels, proposals, (h, w))
+        return out.fused_cam, out.fused_logits
+
+    def _forward(self,
+                 inputs: Tensor,
+                 data_samples: OptSampleList = None) -> Tensor:
+        """Fused raw CAMs ``(N, K, h, w)`` of a single forward pass."""
+        return self._view_cams(inputs, data_samples,
+                               tuple(inputs.shape[-2:]), False)[0]

@@ -67,6 +67,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help='comma-separated CAM test scales (default: config)')
     p.add_argument('--workers', type=int, default=2,
                    help='DenseCRF worker processes and data workers')
+    p.add_argument(
+        '--seg-init',
+        choices=['imagenet', 'cam'],
+        default='cam',
+        help='backbone init of the final models: the config\'s ImageNet '
+        'weights, or the CAM classifier\'s backbone (trained on the same '
+        'images with image-level labels only; same backbone type needed)')
     p.add_argument('--skip-gt', action='store_true',
                    help='do not train the fully supervised upper bound')
     p.add_argument('--force', action='store_true',
@@ -277,6 +284,11 @@ class Demo:
 
         # final model on pseudo-labels and on ground truth
         seg_opts = self.schedule_options(a.seg_iters)
+        if a.seg_init == 'cam':
+            seg_opts += [
+                f'model.backbone.init_cfg.checkpoint={ckpt}',
+                'model.backbone.init_cfg.prefix=backbone.'
+            ]
         pseudo_opts = seg_opts + [
             'train_dataloader.dataset.data_prefix.seg_map_path='
             f'{pseudo_dir}'

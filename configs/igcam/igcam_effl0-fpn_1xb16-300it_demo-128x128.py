@@ -12,6 +12,14 @@
 # and insert after LoadImageFromFile in the train and test pipelines
 #   dict(type='LoadProposals', proposal_dir='data/demo/proposals/ss-fast')
 # (and give mmseg.RandomResize resize_type='mmseg.Resize').
+#
+# Progressive training (IG-CAM sec. 3.6, suppl. 6.7.2) with StageSwitchHook
+# at fixed iterations 100 / 200 (the demo has no validation loop for a
+# plateau rule): stage 1 L_IG only with flips + crops; stage 2 adds the
+# consistency and boundary terms and MixUp / CutMix; stage 3 adds geometric
+# warps and random erasing. InfluenceHook refreshes the influence solve
+# every 50 iterations and at each switch, on 32 images of the demo val
+# split (seeds are reported on train, so the two are disjoint).
 _base_ = [
     '../_base_/models/igcam_r50-fpn.py', '../_base_/datasets/demo_wsss.py',
     '../_base_/default_runtime.py'
@@ -78,3 +86,79 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='mmseg.SegVisualizationHook'))
 randomness = dict(seed=0)
+
+# ------------------------------------------------------ IG-CAM stages
+# The influence pool has its own data_root: override it with the training
+# one (custom_hooks.1.val_dataset.data_root=...) when moving the data.
+demo_root = {{_base_.data_root}}
+stage3_pipeline = [
+    dict(type='mmseg.LoadImageFromFile'),
+    dict(
+        type='mmseg.RandomResize',
+        scale=(128, 128),
+        ratio_range=(0.75, 1.5),
+        keep_ratio=True),
+    dict(type='mmseg.RandomCrop', crop_size=(128, 128)),
+    dict(type='mmseg.RandomFlip', prob=0.5),
+    # after the axis-aligned transforms (proposals follow it)
+    dict(type='RandomGeometricWarp', prob=0.5),
+    dict(type='mmpretrain.RandomErasing', erase_prob=0.25, mode='rand'),
+    dict(type='PackWSSSInputs'),
+]
+influence_val_pipeline = [
+    dict(type='mmseg.LoadImageFromFile'),
+    # deterministic and one size: the 32 images form one eval batch
+    dict(type='mmseg.Resize', scale=(128, 128), keep_ratio=False),
+    dict(type='PackWSSSInputs'),
+]
+loss_paths = dict(
+    consistency='cam_head.loss_consistency.loss_weight',
+    boundary='cam_head.loss_boundary.loss_weight')
+# Setting custom_hooks replaces the inherited list: keep SafeCheckpointHook.
+custom_hooks = [
+    dict(type='SafeCheckpointHook'),
+    dict(
+        type='InfluenceHook',
+        val_dataset=dict(
+            type='WSSSDemoDataset',
+            data_root=demo_root,
+            ann_file='ImageSets/Segmentation/val.txt',
+            data_prefix=dict(img_path='JPEGImages'),
+            label_file='image_labels.json',
+            pipeline=influence_val_pipeline),
+        num_samples=32,
+        seed=0,
+        interval=50,
+        begin=50,
+        mix_warmup=25),
+    dict(
+        type='StageSwitchHook',
+        switch_at=[100, 200],
+        stages=[
+            dict(
+                name='coarse localisation',
+                # the configured train pipeline: flips + crops
+                losses={
+                    loss_paths['consistency']: 0.0,
+                    loss_paths['boundary']: 0.0
+                }),
+            dict(
+                name='refinement',
+                batch_augments=dict(
+                    type='RandomBatchAugment',
+                    augments=[
+                        dict(type='MultiLabelMixUp', alpha=1.0),
+                        dict(type='MultiLabelCutMix', alpha=1.0)
+                    ],
+                    probs=[0.5, 0.5])),
+            dict(
+                name='boundary optimisation',
+                pipeline=stage3_pipeline,
+                batch_augments=None),
+        ]),
+]
+# Early stopping (paper: patience 10) needs a validation metric; with a
+# validation loop add, e.g.
+#   dict(type='EarlyStoppingHook', monitor='mIoU', patience=10)
+# to custom_hooks and give StageSwitchHook plateau=dict(monitor='mIoU',
+# patience=5) instead of (or besides) switch_at.

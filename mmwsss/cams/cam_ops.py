@@ -14,7 +14,7 @@ anchors (see ``configs/cam/README.md``):
 - ``background_scores``: a constant threshold (IRN 0.15) or PSA's
   ``(1 - max_c cam_c) ** alpha``.
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -81,28 +81,38 @@ def fuse_maps(maps: Sequence[torch.Tensor], mode: str = 'sum') -> torch.Tensor:
     return stacked.max(0).values
 
 
-def label_mask(img_labels: Sequence[int], num_classes: int,
-               device=None) -> torch.Tensor:
-    """Multi-hot vector over foreground classes from image labels.
+def label_mask(img_labels: Sequence[int],
+               num_classes: int,
+               device=None,
+               weights: Optional[Sequence[float]] = None) -> torch.Tensor:
+    """Multi-hot (or soft) vector over foreground classes from image labels.
 
     Args:
         img_labels (Sequence[int]): Foreground class indices in the
             segmentation label space (1..num_classes-1).
         num_classes (int): Number of classes including background.
         device: Torch device of the result.
+        weights (Sequence[float], optional): Target value of each label,
+            aligned with ``img_labels`` (soft multi-label targets, e.g. the
+            ``img_label_weights`` written by the MixUp / CutMix batch
+            augments of :mod:`mmwsss.models.utils.batch_augments`). None
+            gives 1 for every label.
 
     Returns:
-        Tensor: ``(num_classes - 1,)`` float multi-hot vector.
+        Tensor: ``(num_classes - 1,)`` float vector, 0 for absent classes.
     """
+    if weights is not None and len(weights) != len(img_labels):
+        raise ValueError(f'{len(weights)} label weights for '
+                         f'{len(img_labels)} image labels')
     vec = torch.zeros(num_classes - 1, device=device)
-    for lab in img_labels:
+    for i, lab in enumerate(img_labels):
         lab = int(lab)
         if not 0 < lab < num_classes:
             raise ValueError(f'image label {lab} is outside [1, '
                              f'{num_classes - 1}] (num_classes='
                              f'{num_classes}); check the dataset classes '
                              'against the model num_classes')
-        vec[lab - 1] = 1
+        vec[lab - 1] = 1 if weights is None else float(weights[i])
     return vec
 
 

@@ -1,4 +1,9 @@
 # Copyright (c) mmwsss contributors.
+from .influence_hook import InfluenceHook, preserved_rng_state
 from .safe_checkpoint_hook import SafeCheckpointHook
+from .stage_switch_hook import StageSwitchHook, restart_train_dataloader
 
-__all__ = ['SafeCheckpointHook']
+__all__ = [
+    'InfluenceHook', 'SafeCheckpointHook', 'StageSwitchHook',
+    'preserved_rng_state', 'restart_train_dataloader'
+]

@@ -71,7 +71,12 @@ class CAMHead(BaseModule):
 
     def targets(self, data_samples: SampleList,
                 device=None) -> torch.Tensor:
-        """Multi-hot foreground targets ``(N, K)`` from ``img_labels``."""
+        """Foreground targets ``(N, K)`` from ``img_labels``.
+
+        Multi-hot, or soft when the samples carry ``img_label_weights``
+        (the value of each label, aligned with ``img_labels``, written by
+        the MixUp / CutMix batch augments).
+        """
         rows = []
         for ds in data_samples:
             if 'img_labels' not in ds.metainfo:
@@ -80,7 +85,7 @@ class CAMHead(BaseModule):
                     'has no img_labels; pack inputs with PackWSSSInputs')
             rows.append(
                 label_mask(ds.metainfo['img_labels'], self.num_classes,
-                           device))
+                           device, ds.metainfo.get('img_label_weights')))
         return torch.stack(rows)
 
     def loss_by_feat(self, cams: torch.Tensor,
@@ -98,7 +103,7 @@ class CAMHead(BaseModule):
         target = self.targets(data_samples, logits.device)
         loss = self.loss_cls(logits, target)
         with torch.no_grad():
-            acc = ((logits > 0).float() == target).all(dim=1).float().mean()
+            acc = ((logits > 0) == (target > 0.5)).all(dim=1).float().mean()
         return {self.loss_cls.loss_name: loss, 'acc_cls': acc}
 
     def loss(self, feats, data_samples: SampleList) -> dict:

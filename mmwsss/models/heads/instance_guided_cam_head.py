@@ -230,7 +230,12 @@ class InstanceGuidedCAMHead(BaseModule):
 
     # ---------------------------------------------------------------- labels
     def targets(self, data_samples: SampleList, device=None) -> Tensor:
-        """Multi-hot foreground targets ``(N, K)`` from ``img_labels``."""
+        """Foreground targets ``(N, K)`` from ``img_labels``.
+
+        Multi-hot, or soft when the samples carry ``img_label_weights``
+        (the value of each label, aligned with ``img_labels``, written by
+        the MixUp / CutMix batch augments).
+        """
         rows = []
         for ds in data_samples:
             if 'img_labels' not in ds.metainfo:
@@ -239,7 +244,7 @@ class InstanceGuidedCAMHead(BaseModule):
                     'has no img_labels; pack inputs with PackWSSSInputs')
             rows.append(
                 label_mask(ds.metainfo['img_labels'], self.num_classes,
-                           device))
+                           device, ds.metainfo.get('img_label_weights')))
         return torch.stack(rows)
 
     # ------------------------------------------------------------- proposals
@@ -504,7 +509,9 @@ class InstanceGuidedCAMHead(BaseModule):
 
         Args:
             outputs (IGCAMOutputs): Head outputs.
-            targets (Tensor): ``(N, K)`` multi-hot labels.
+            targets (Tensor): ``(N, K)`` multi-hot labels, or soft
+                targets in ``[0, 1]`` (batch mixing); the consistency and
+                boundary terms use the classes with a positive target.
             weight (Tensor, optional): ``(N,)`` influence sample weights.
             gates (Sequence[Tensor], optional): Attention gates ``W_s``.
             influence (Tensor, optional): Multi-scale influence map for the
@@ -515,7 +522,8 @@ class InstanceGuidedCAMHead(BaseModule):
         Returns:
             dict: ``loss_ig`` (or the classification loss's name),
             ``loss_consistency`` and ``loss_boundary`` when configured, and
-            ``acc_cls`` (exact-match accuracy of the fused logits).
+            ``acc_cls`` (exact-match accuracy of the fused logits against
+            the targets rounded at 0.5).
         """
         targets = targets.to(outputs.fused_logits.dtype)
         cls = sum(
@@ -529,7 +537,7 @@ class InstanceGuidedCAMHead(BaseModule):
             losses[self.loss_boundary.loss_name] = self.loss_boundary(
                 outputs.fused_cam, inputs, targets, influence)
         with torch.no_grad():
-            acc = ((outputs.fused_logits > 0).to(targets) == targets).all(
+            acc = ((outputs.fused_logits > 0) == (targets > 0.5)).all(
                 dim=1).float().mean()
         losses['acc_cls'] = acc
         return losses

@@ -95,7 +95,8 @@ class InfluenceWeightedBCELoss(MultiLabelSoftMarginLoss):
 
         Args:
             logits (Tensor): ``(N, K)`` class logits.
-            targets (Tensor): ``(N, K)`` multi-hot targets.
+            targets (Tensor): ``(N, K)`` multi-hot or soft targets in
+                ``[0, 1]``.
             weight (Tensor, optional): ``(N,)`` precomputed image weights.
             influence_maps (Tensor, optional): ``(N, ...)`` non-negative raw
                 influence maps to derive the weights from (ignored when

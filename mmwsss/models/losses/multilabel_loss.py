@@ -43,7 +43,8 @@ class MultiLabelSoftMarginLoss(nn.Module):
 
         Args:
             logits (Tensor): ``(N, K)`` class logits.
-            targets (Tensor): ``(N, K)`` multi-hot targets in {0, 1}.
+            targets (Tensor): ``(N, K)`` multi-hot targets in {0, 1}, or
+                soft targets in ``[0, 1]`` (MixUp / CutMix).
             weight (Tensor, optional): ``(N,)`` per-image weights.
 
         Returns:

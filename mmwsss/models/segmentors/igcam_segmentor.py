@@ -287,8 +287,11 @@ class IGCAMSegmentor(CAMSegmentor):
             preprocessed (bool): Skip the data preprocessor.
             sync (bool): Average the curvature EMA over distributed ranks
                 first (the EMA is linear, so this is the EMA of the global
-                batches), which makes the solve identical on every rank when
-                they use the same validation batch.
+                batches). The solve is then identical on every rank only if
+                the validation batch *and* the BN running statistics are:
+                MMEngine's DDP wrapper does not broadcast buffers, so
+                :class:`~mmwsss.engine.hooks.InfluenceHook` also broadcasts
+                rank 0's influence state after the refresh.
 
         Returns:
             list[SolveInfo]: Diagnostics per scale (residual, condition

@@ -1,7 +1,10 @@
 # Copyright (c) mmwsss contributors.
+from .batch_augments import (MultiLabelCutMix, MultiLabelMixUp,
+                             RandomBatchAugment, mix_labels)
 from .box_ops import (axis_coverage, box_area, box_masks, box_sums,
                       to_feature_boxes)
 
 __all__ = [
-    'axis_coverage', 'box_area', 'box_masks', 'box_sums', 'to_feature_boxes'
+    'axis_coverage', 'box_area', 'box_masks', 'box_sums', 'to_feature_boxes',
+    'MultiLabelCutMix', 'MultiLabelMixUp', 'RandomBatchAugment', 'mix_labels'
 ]

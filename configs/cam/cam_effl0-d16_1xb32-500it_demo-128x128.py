@@ -11,7 +11,10 @@ model = dict(
     data_preprocessor=dict(size=(128, 128)),
     backbone=dict(output_stride=16),
     cam_head=dict(num_classes=num_classes),
-    test_cfg=dict(bg_thr=0.3))
+    # background threshold of the seeds, chosen by
+    # tools/analysis_tools/sweep_thresholds.py on the demo train split
+    # (seed 0: best global threshold 0.75; 0.3 gave 12.7 mIoU, 0.75 23.5)
+    test_cfg=dict(bg_thr=0.75))
 max_iters = 500
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -34,8 +34,11 @@ model = dict(
 max_iters = 800
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
-    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.5)}),
+    # A high head learning rate: with 1e-3 the model stayed at the
+    # all-background solution for 800 iterations (7 thin shape classes on
+    # ~8% foreground pixels).
+    optimizer=dict(type='AdamW', lr=4e-3, weight_decay=1e-4),
+    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.25)}),
     clip_grad=dict(max_norm=10.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, begin=0, end=40, by_epoch=False),

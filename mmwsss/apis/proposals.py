@@ -36,8 +36,9 @@ from mmengine.registry import DefaultScope
 from tqdm import tqdm
 
 from mmwsss.proposals import MODES, filter_proposals, selective_search
-from mmwsss.utils.io import atomic_save_npz, atomic_write_bytes
-from .pseudo_labels import _meta_name, _remove_stale_tmp, read_rgb
+from mmwsss.utils.io import (atomic_save_npz, atomic_write_bytes,
+                             remove_stale_tmp)
+from .pseudo_labels import read_rgb, shard_meta_name
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 SPLITS = ('train', 'val', 'test')
@@ -340,13 +341,13 @@ def generate_proposals(source: Union[str, Config],
     todo = [i for i in indices if not osp.isfile(out_path(i))]
     skipped = len(indices) - len(todo)
     os.makedirs(out_dir, exist_ok=True)
-    removed = _remove_stale_tmp(out_dir, {stems[i] + '.npz' for i in indices})
+    removed = remove_stale_tmp(out_dir, {stems[i] + '.npz' for i in indices})
     if removed:
         log(f'removed {removed} temporary file(s) of an interrupted run')
     log(f'{len(indices)} images in shard {shard_id}/{num_shards}: skipping '
         f'{skipped} already done, {len(todo)} to do')
 
-    meta_path = osp.join(out_dir, _meta_name(num_shards, shard_id))
+    meta_path = osp.join(out_dir, shard_meta_name(num_shards, shard_id))
     meta = dict(
         **src_desc,
         num_shards=num_shards,

@@ -52,8 +52,8 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 from tqdm import tqdm
 
-from mmwsss.utils.io import atomic_save_label_png, atomic_save_npz, \
-    atomic_write_bytes
+from mmwsss.utils.io import (atomic_save_label_png, atomic_save_npz,
+                             atomic_write_bytes, remove_stale_tmp)
 
 REFINE_CHOICES = ('config', 'none', 'irn_label', 'psa_softmax')
 SPLITS = ('train', 'val', 'test')
@@ -152,7 +152,8 @@ def _file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _meta_name(num_shards: int, shard_id: int) -> str:
+def shard_meta_name(num_shards: int, shard_id: int) -> str:
+    """Name of the meta file of one shard (``meta.json`` when unsharded)."""
     if num_shards == 1:
         return 'meta.json'
     return f'meta_shard{shard_id}of{num_shards}.json'
@@ -189,28 +190,6 @@ def _check_previous_meta(out_dir: str, settings: dict) -> None:
             f'{out_dir} holds PNG files but no meta*.json of '
             'make_pseudo_labels (ground-truth masks?); refusing to write '
             'into it, use an empty or new --out folder')
-
-
-def _remove_stale_tmp(folder: str, names: set) -> int:
-    """Delete temporary files of ``atomic_write_bytes`` for ``names``.
-
-    Only the temporaries of this run's own outputs are touched, so shards
-    running at the same time into one folder do not disturb each other.
-    """
-    if not osp.isdir(folder):
-        return 0
-    count = 0
-    for fname in os.listdir(folder):
-        if not (fname.startswith('.') and fname.endswith('.tmp')):
-            continue
-        target = fname[1:-len('.tmp')].rsplit('.', 1)[0]
-        if target in names:
-            try:
-                os.unlink(osp.join(folder, fname))
-                count += 1
-            except FileNotFoundError:
-                pass
-    return count
 
 
 # ----------------------------------------------------------------------
@@ -524,9 +503,9 @@ def make_pseudo_labels(cfg: Union[str, Config],
     skipped = len(indices) - len(todo)
     os.makedirs(out_dir, exist_ok=True)
     mine = {stems[i] + '.png' for i in indices}
-    removed = _remove_stale_tmp(out_dir, mine)
+    removed = remove_stale_tmp(out_dir, mine)
     if save_scores:
-        removed += _remove_stale_tmp(score_dir,
+        removed += remove_stale_tmp(score_dir,
                                      {stems[i] + '.npz'
                                       for i in indices})
     if removed:
@@ -534,7 +513,7 @@ def make_pseudo_labels(cfg: Union[str, Config],
     log(f'{len(indices)} images in shard {shard_id}/{num_shards} of the '
         f'{split} split: skipping {skipped} already done, {len(todo)} to do')
 
-    meta_path = osp.join(out_dir, _meta_name(num_shards, shard_id))
+    meta_path = osp.join(out_dir, shard_meta_name(num_shards, shard_id))
     meta = dict(
         config=cfg.filename,
         checkpoint=checkpoint,

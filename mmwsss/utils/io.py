@@ -89,3 +89,33 @@ def atomic_save_npz(path: str, **arrays) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def remove_stale_tmp(folder: str, names: set) -> int:
+    """Delete temporary files of :func:`atomic_write_bytes` for ``names``.
+
+    ``names`` are target file names in ``folder``. Only the temporaries of
+    these targets are touched, so shards running at the same time into one
+    folder do not disturb each other.
+
+    Args:
+        folder (str): Output folder.
+        names (set): Target file names whose temporaries may be removed.
+
+    Returns:
+        int: The number of files removed.
+    """
+    if not osp.isdir(folder):
+        return 0
+    count = 0
+    for fname in os.listdir(folder):
+        if not (fname.startswith('.') and fname.endswith('.tmp')):
+            continue
+        target = fname[1:-len('.tmp')].rsplit('.', 1)[0]
+        if target in names:
+            try:
+                os.unlink(osp.join(folder, fname))
+                count += 1
+            except FileNotFoundError:
+                pass
+    return count

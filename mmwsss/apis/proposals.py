@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from mmwsss.proposals import MODES, filter_proposals, selective_search
 from mmwsss.utils.io import (atomic_save_npz, atomic_write_bytes,
-                             remove_stale_tmp)
+                             check_previous_meta, remove_stale_tmp)
 from .pseudo_labels import read_rgb, shard_meta_name
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -165,38 +165,6 @@ def _propose_one(job: Tuple[str, str, dict]) -> Tuple[str, int]:
 
 # ----------------------------------------------------------------------
 # main side
-def _check_previous_meta(out_dir: str, settings: dict) -> None:
-    """Refuse to mix proposals made with other settings in one folder."""
-    if not osp.isdir(out_dir):
-        return
-    found_meta = False
-    for name in sorted(os.listdir(out_dir)):
-        if not (name.startswith('meta') and name.endswith('.json')):
-            continue
-        path = osp.join(out_dir, name)
-        try:
-            with open(path, encoding='utf-8') as f:
-                old = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if not isinstance(old, dict) or 'proposal_settings' not in old:
-            continue
-        found_meta = True
-        prev = old['proposal_settings']
-        diff = [k for k in _COMPARED if prev.get(k) != settings.get(k)]
-        if diff:
-            lines = '; '.join(f'{k}: {prev.get(k)!r} there, '
-                              f'{settings.get(k)!r} now' for k in diff)
-            raise ProposalError(
-                f'{out_dir} holds proposals made with other settings '
-                f'({path}: {lines}); use another --out folder or delete it')
-    if not found_meta and any(f.endswith('.npz') for f in os.listdir(out_dir)):
-        raise ProposalError(
-            f'{out_dir} holds .npz files but no meta*.json of '
-            'generate_proposals; refusing to write into it, use an empty or '
-            'new --out folder')
-
-
 def _settings(mode: str, scale, sigma: float, min_size: Optional[int],
               similarities, max_proposals: Optional[int], min_area: float,
               max_aspect: Optional[float], seed: int) -> dict:
@@ -333,7 +301,8 @@ def generate_proposals(source: Union[str, Config],
     if limit is not None:
         indices = indices[:limit]
     out_dir = osp.abspath(out_dir)
-    _check_previous_meta(out_dir, settings)
+    check_previous_meta(out_dir, settings, _COMPARED, 'proposal_settings',
+                        '.npz', 'generate_proposals', ProposalError)
 
     def out_path(i: int) -> str:
         return osp.join(out_dir, stems[i] + '.npz')

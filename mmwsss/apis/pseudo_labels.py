@@ -53,7 +53,8 @@ from mmengine.runner import load_checkpoint
 from tqdm import tqdm
 
 from mmwsss.utils.io import (atomic_save_label_png, atomic_save_npz,
-                             atomic_write_bytes, remove_stale_tmp)
+                             atomic_write_bytes, check_previous_meta,
+                             remove_stale_tmp)
 
 REFINE_CHOICES = ('config', 'none', 'irn_label', 'psa_softmax')
 SPLITS = ('train', 'val', 'test')
@@ -157,39 +158,6 @@ def shard_meta_name(num_shards: int, shard_id: int) -> str:
     if num_shards == 1:
         return 'meta.json'
     return f'meta_shard{shard_id}of{num_shards}.json'
-
-
-def _check_previous_meta(out_dir: str, settings: dict) -> None:
-    """Refuse to mix outputs made with other settings in one folder."""
-    if not osp.isdir(out_dir):
-        return
-    found_meta = False
-    for name in sorted(os.listdir(out_dir)):
-        if not (name.startswith('meta') and name.endswith('.json')):
-            continue
-        path = osp.join(out_dir, name)
-        try:
-            with open(path, encoding='utf-8') as f:
-                old = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if not isinstance(old, dict) or 'settings' not in old:
-            continue
-        found_meta = True
-        diff = [
-            k for k in _COMPARED if old['settings'].get(k) != settings.get(k)
-        ]
-        if diff:
-            lines = '; '.join(f'{k}: {old["settings"].get(k)!r} there, '
-                              f'{settings.get(k)!r} now' for k in diff)
-            raise PseudoLabelError(
-                f'{out_dir} holds outputs made with other settings '
-                f'({path}: {lines}); use another --out folder or delete it')
-    if not found_meta and any(f.endswith('.png') for f in os.listdir(out_dir)):
-        raise PseudoLabelError(
-            f'{out_dir} holds PNG files but no meta*.json of '
-            'make_pseudo_labels (ground-truth masks?); refusing to write '
-            'into it, use an empty or new --out folder')
 
 
 # ----------------------------------------------------------------------
@@ -489,7 +457,8 @@ def make_pseudo_labels(cfg: Union[str, Config],
                 f'scores of bg_mode={test_cfg.get("bg_mode")!r} cannot be '
                 're-thresholded')
         settings['from_scores'] = from_scores
-    _check_previous_meta(out_dir, settings)
+    check_previous_meta(out_dir, settings, _COMPARED, 'settings', '.png',
+                        'make_pseudo_labels', PseudoLabelError)
 
     def outputs(stem: str) -> Tuple[str, Optional[str]]:
         npz = osp.join(score_dir, stem + '.npz') if save_scores else None

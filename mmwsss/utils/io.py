@@ -1,6 +1,7 @@
 # Copyright (c) mmwsss contributors.
 """Crash-safe writers for the many-file outputs of mmwsss tools."""
 import io
+import json
 import os
 import os.path as osp
 import tempfile
@@ -119,3 +120,56 @@ def remove_stale_tmp(folder: str, names: set) -> int:
             except FileNotFoundError:
                 pass
     return count
+
+
+def check_previous_meta(out_dir: str,
+                        settings: dict,
+                        compared: Sequence[str],
+                        settings_key: str,
+                        data_ext: str,
+                        tool: str,
+                        error_cls: type = ValueError) -> None:
+    """Refuse to mix outputs made with other settings in one folder.
+
+    Resumable tools write ``meta*.json`` files holding their settings under
+    ``settings_key``. Writing into a folder whose meta files disagree on
+    any ``compared`` key, or that holds ``data_ext`` files but no meta file
+    of the tool (e.g. ground-truth masks), raises ``error_cls``.
+
+    Args:
+        out_dir (str): Output folder (may not exist yet).
+        settings (dict): The settings of this run.
+        compared (Sequence[str]): Keys that must agree.
+        settings_key (str): Key of the settings in the meta files.
+        data_ext (str): Extension of the tool's data files, e.g. ``.png``.
+        tool (str): Tool name for the messages.
+        error_cls (type): Exception class raised.
+    """
+    if not osp.isdir(out_dir):
+        return
+    found_meta = False
+    for name in sorted(os.listdir(out_dir)):
+        if not (name.startswith('meta') and name.endswith('.json')):
+            continue
+        path = osp.join(out_dir, name)
+        try:
+            with open(path, encoding='utf-8') as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(old, dict) or settings_key not in old:
+            continue
+        found_meta = True
+        prev = old[settings_key]
+        diff = [k for k in compared if prev.get(k) != settings.get(k)]
+        if diff:
+            lines = '; '.join(f'{k}: {prev.get(k)!r} there, '
+                              f'{settings.get(k)!r} now' for k in diff)
+            raise error_cls(
+                f'{out_dir} holds outputs made with other settings '
+                f'({path}: {lines}); use another --out folder or delete it')
+    if not found_meta and any(
+            f.endswith(data_ext) for f in os.listdir(out_dir)):
+        raise error_cls(
+            f'{out_dir} holds {data_ext} files but no meta*.json of {tool}; '
+            'refusing to write into it, use an empty or new --out folder')

@@ -236,7 +236,16 @@ def _infer(model, dataset, idx: int, use_img_labels: bool) -> dict:
     # prepare_data, not dataset[idx]: outside test_mode, __getitem__ would
     # silently substitute a random other image when the pipeline fails.
     prepare = getattr(dataset, 'prepare_data', None)
-    item = prepare(idx) if prepare is not None else dataset[idx]
+    try:
+        item = prepare(idx) if prepare is not None else dataset[idx]
+    except Exception as e:
+        # e.g. mmcv's bare "AssertionError: failed to load image" for a
+        # corrupt file; say which image stopped the run and how to go on.
+        path = dataset.get_data_info(idx).get('img_path')
+        raise PseudoLabelError(
+            f'cannot load image {idx} ({path}): {type(e).__name__}: {e}. '
+            'The outputs finished so far are kept; fix or remove the image '
+            'and run the same command again to continue.') from e
     if item is None:
         raise RuntimeError(f'the pipeline returned None for image {idx} '
                            f'({dataset.get_data_info(idx).get("img_path")})')

@@ -71,6 +71,8 @@ def safe_torch_load(filename: str,
         FileNotFoundError: The file does not exist.
         UnsafeCheckpointError: The file pickles objects that are not
             allowed; the message names the file and the offending global.
+        RuntimeError: The file is truncated, empty or not a torch
+            checkpoint; the message names the file.
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
@@ -80,6 +82,11 @@ def safe_torch_load(filename: str,
             return torch.load(
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if 'Unsupported operand' in str(e):
+            # Not a pickle stream at all (text, image, random bytes ...).
+            raise RuntimeError(
+                f'cannot read checkpoint {filename}: not a torch checkpoint '
+                '(no pickle data at its start)') from None
         first = str(e).strip().splitlines()
         detail = next((ln for ln in first if 'GLOBAL' in ln or
                        'global' in ln), first[0] if first else '')
@@ -90,10 +97,13 @@ def safe_torch_load(filename: str,
             'rewrite it once in the safe form with: python '
             f'tools/misc/convert_checkpoint.py {filename} OUT.pth '
             '--trust') from None
-    except RuntimeError as e:
+    except (RuntimeError, EOFError, KeyError, IndexError, ValueError) as e:
+        # RuntimeError: broken zip; EOFError: empty/cut legacy pickle;
+        # KeyError/IndexError/ValueError: bytes that happen to parse as
+        # pickle opcodes (e.g. a text file).
         raise RuntimeError(
             f'cannot read checkpoint {filename} (truncated or not a torch '
-            f'checkpoint?): {e}') from None
+            f'checkpoint?): {type(e).__name__}: {e}') from None
 
 
 def safe_load_from_local(filename: str,

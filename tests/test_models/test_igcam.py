@@ -8,6 +8,7 @@ out per image, autograd Hessians and finite differences.
 """
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -635,3 +636,60 @@ def test_flip_inference_is_consistent_with_flipped_boxes():
         no_boxes, _ = model.multi_scale_cams(inputs, bare)
     assert torch.allclose(plain, both, atol=1e-4)
     assert not torch.allclose(plain, no_boxes, atol=1e-3)
+
+
+class _RecordingRefiner:
+    """Refiner stub recording its calls; argmax labels."""
+    accepts_influence = True
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, img, scores, img_labels, **kwargs):
+        self.calls.append((img, scores, list(img_labels), kwargs))
+        return np.argmax(scores, axis=0)
+
+
+def test_predict_passes_influence_to_refiner():
+    torch.manual_seed(0)
+    model = MODELS.build(_model_cfg())
+    _train_steps(model, 1)
+    model.eval()
+    data = model.data_preprocessor(_batch(2, 3), training=False)
+    inputs, samples = data['inputs'], data['data_samples']
+    rec = _RecordingRefiner()
+    model.refiner = rec
+    with torch.no_grad():
+        model.predict(inputs, samples)
+    # before the first refresh: the 3-argument call, no influence
+    assert [c[3] for c in rec.calls] == [{}, {}]
+    model.refresh_influence(_batch(3, seed=10))
+    model.eval()
+    rec.calls.clear()
+    with torch.no_grad():
+        model.predict(inputs, samples)
+    labels = model.cam_head.targets(samples)
+    raw = model.influence_maps(model.extract_feat(inputs), labels)
+    # reference: mean over scales of the raw maps resized to the 32 grid,
+    # then to the 64 x 64 input (= ori_shape here)
+    ref = torch.stack([
+        F.interpolate(
+            F.interpolate(m, size=(32, 32), mode='bilinear',
+                          align_corners=False),
+            size=(64, 64), mode='bilinear', align_corners=False)
+        for m in raw
+    ]).mean(0)
+    for i, (_, _, _, kw) in enumerate(rec.calls):
+        assert kw['influence'].shape == (64, 64)
+        np.testing.assert_allclose(kw['influence'], ref[i, 0].numpy(),
+                                   rtol=1e-5, atol=1e-7)
+        assert kw['influence'].std() > 0
+    # a refiner without accepts_influence keeps the 3-argument call
+    rec.calls.clear()
+    _RecordingRefiner.accepts_influence = False
+    try:
+        with torch.no_grad():
+            model.predict(inputs, samples)
+    finally:
+        _RecordingRefiner.accepts_influence = True
+    assert [c[3] for c in rec.calls] == [{}, {}]

@@ -19,7 +19,8 @@ import json
 import os
 import os.path as osp
 import sys
-from typing import List, Optional, Sequence
+import zipfile
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -95,6 +96,33 @@ def load_labels(path: str, classes: Sequence[str]) -> dict:
     return load_label_file(path, classes)
 
 
+def read_npz(path: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Read ``scores`` and (if saved) ``img_labels`` of one ``.npz`` file.
+
+    Args:
+        path (str): Path of a file written by ``make_pseudo_labels.py
+            --save-scores``.
+
+    Returns:
+        tuple: The ``(C, H, W)`` scores and the saved image labels (None
+        when the file has none).
+
+    Raises:
+        SystemExit: The file is corrupt or has no ``scores`` array; the
+            message names the file.
+    """
+    try:
+        with np.load(path) as data:
+            scores = data['scores']
+            saved = data['img_labels'] if 'img_labels' in data else None
+    except KeyError:
+        raise SystemExit(f'{path} has no "scores" array') from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise SystemExit(f'cannot read scores file {path}: '
+                         f'{type(e).__name__}: {e}') from None
+    return scores, saved
+
+
 def fmt(x: float) -> str:
     """Percent with 2 decimals, 'nan' for NaN."""
     return 'nan' if x is None or np.isnan(x) else f'{100 * x:.2f}'
@@ -115,8 +143,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if not ids:
         raise SystemExit(f'no .npz file in {args.scores_dir}')
 
-    with np.load(osp.join(args.scores_dir, ids[0] + '.npz')) as first:
-        num_classes = int(first['scores'].shape[0])
+    num_classes = int(
+        read_npz(osp.join(args.scores_dir, ids[0] + '.npz'))[0].shape[0])
     classes = class_names_for(num_classes, args.class_names)
     table = load_labels(args.labels, classes) if args.labels else None
 
@@ -124,9 +152,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         num_classes, bins=args.bins, ignore_index=args.ignore_index)
     mismatch = []
     for name in tqdm(ids, desc='accumulating', unit='img'):
-        with np.load(osp.join(args.scores_dir, name + '.npz')) as data:
-            scores = data['scores']
-            saved = data['img_labels'] if 'img_labels' in data else None
+        scores, saved = read_npz(osp.join(args.scores_dir, name + '.npz'))
         if table is not None:
             if name not in table:
                 raise SystemExit(f'image "{name}" has no entry in '
@@ -142,8 +168,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         gt_path = osp.join(args.gt_dir, name + '.png')
         if not osp.isfile(gt_path):
             raise SystemExit(f'ground truth not found: {gt_path}')
-        with Image.open(gt_path) as im:
-            gt = np.asarray(im)
+        try:
+            with Image.open(gt_path) as im:
+                gt = np.asarray(im)
+        except OSError as e:
+            raise SystemExit(f'cannot read ground truth {gt_path}: {e}')
         try:
             acc.update(scores, gt, labels)
         except ValueError as e:

@@ -1,4 +1,5 @@
 # Copyright (c) mmwsss contributors.
+import re
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -8,6 +9,73 @@ from mmseg.utils import ConfigType, SampleList
 
 from mmwsss.cams.cam_ops import label_mask
 from mmwsss.registry import MODELS
+
+_CLASSIFIER_KEY = re.compile(r'classifiers?(\.\d+)?\.(weight|bias)$')
+
+
+def check_classifier_rows(state_dict: dict, prefix: str,
+                          num_classes: int) -> None:
+    """Refuse classifier weights whose class count differs from the model.
+
+    MMEngine's ``load_checkpoint(strict=False)`` (used for ``load_from``)
+    only logs a warning on a shape mismatch and leaves the classifier at its
+    random initialisation, which gives silently wrong CAMs. Called from the
+    heads' ``_load_from_state_dict``.
+
+    Args:
+        state_dict (dict): The state dict being loaded.
+        prefix (str): The head's key prefix in ``state_dict``.
+        num_classes (int): Classes of the model, background included.
+
+    Raises:
+        ValueError: A ``classifier`` key has a first dimension other than
+            ``num_classes - 1``; the message names the key.
+    """
+    for key, value in state_dict.items():
+        if not key.startswith(prefix) or not _CLASSIFIER_KEY.fullmatch(
+                key[len(prefix):]):
+            continue
+        rows = value.shape[0] if getattr(value, 'ndim', 0) else None
+        if rows is not None and rows != num_classes - 1:
+            raise ValueError(
+                f'checkpoint key "{key}" has {rows} foreground classes '
+                f'({rows + 1} with background) but the model has '
+                f'num_classes={num_classes}; set num_classes to match the '
+                'checkpoint, or drop the head weights to fine-tune')
+
+
+def label_rows(data_samples: SampleList,
+               num_classes: int,
+               device=None) -> torch.Tensor:
+    """Targets ``(N, num_classes - 1)`` from the samples' ``img_labels``.
+
+    Args:
+        data_samples (list[SegDataSample]): Samples with ``img_labels``
+            (and optionally ``img_label_weights``).
+        num_classes (int): Classes including background.
+        device: Torch device of the result.
+
+    Returns:
+        Tensor: Multi-hot (or soft) targets.
+
+    Raises:
+        KeyError: A sample has no ``img_labels``.
+        ValueError: A label is outside ``[1, num_classes - 1]``; both
+            errors name the sample's ``img_path``.
+    """
+    rows = []
+    for ds in data_samples:
+        path = ds.metainfo.get('img_path', '?')
+        if 'img_labels' not in ds.metainfo:
+            raise KeyError(f'data sample of {path} has no img_labels; pack '
+                           'inputs with PackWSSSInputs')
+        try:
+            rows.append(
+                label_mask(ds.metainfo['img_labels'], num_classes, device,
+                           ds.metainfo.get('img_label_weights')))
+        except ValueError as e:
+            raise ValueError(f'data sample of {path}: {e}') from None
+    return torch.stack(rows)
 
 
 @MODELS.register_module()
@@ -55,6 +123,11 @@ class CAMHead(BaseModule):
             in_channels, num_classes - 1, 1, bias=bias)
         self.loss_cls = MODELS.build(loss_cls)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args,
+                              **kwargs) -> None:
+        check_classifier_rows(state_dict, prefix, self.num_classes)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _select(self, feats: Union[torch.Tensor, Sequence[torch.Tensor]]):
         if isinstance(feats, torch.Tensor):
             return feats
@@ -77,16 +150,7 @@ class CAMHead(BaseModule):
         (the value of each label, aligned with ``img_labels``, written by
         the MixUp / CutMix batch augments).
         """
-        rows = []
-        for ds in data_samples:
-            if 'img_labels' not in ds.metainfo:
-                raise KeyError(
-                    f'data sample of {ds.metainfo.get("img_path", "?")} '
-                    'has no img_labels; pack inputs with PackWSSSInputs')
-            rows.append(
-                label_mask(ds.metainfo['img_labels'], self.num_classes,
-                           device, ds.metainfo.get('img_label_weights')))
-        return torch.stack(rows)
+        return label_rows(data_samples, self.num_classes, device)
 
     def loss_by_feat(self, cams: torch.Tensor,
                      data_samples: SampleList) -> dict:

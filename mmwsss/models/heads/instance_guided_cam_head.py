@@ -10,10 +10,10 @@ from mmengine.model import BaseModule
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
-from mmwsss.cams.cam_ops import label_mask
 from mmwsss.registry import MODELS
 from ..utils.box_ops import (axis_coverage, box_area, box_sums,
                              to_feature_boxes)
+from .cam_head import check_classifier_rows, label_rows
 
 BoxList = Sequence[Optional[Tensor]]
 
@@ -228,6 +228,11 @@ class InstanceGuidedCAMHead(BaseModule):
         super().init_weights()
         self._zero_scorers()
 
+    def _load_from_state_dict(self, state_dict, prefix, *args,
+                              **kwargs) -> None:
+        check_classifier_rows(state_dict, prefix, self.num_classes)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # ---------------------------------------------------------------- labels
     def targets(self, data_samples: SampleList, device=None) -> Tensor:
         """Foreground targets ``(N, K)`` from ``img_labels``.
@@ -236,16 +241,7 @@ class InstanceGuidedCAMHead(BaseModule):
         (the value of each label, aligned with ``img_labels``, written by
         the MixUp / CutMix batch augments).
         """
-        rows = []
-        for ds in data_samples:
-            if 'img_labels' not in ds.metainfo:
-                raise KeyError(
-                    f'data sample of {ds.metainfo.get("img_path", "?")} '
-                    'has no img_labels; pack inputs with PackWSSSInputs')
-            rows.append(
-                label_mask(ds.metainfo['img_labels'], self.num_classes,
-                           device, ds.metainfo.get('img_label_weights')))
-        return torch.stack(rows)
+        return label_rows(data_samples, self.num_classes, device)
 
     # ------------------------------------------------------------- proposals
     def select_proposals(self,

@@ -268,7 +268,11 @@ class CAMSegmentor(BaseSegmentor):
             labels = [int(i) + 1 for i in torch.nonzero(logits > 0)[:, 0]]
             if not labels:
                 labels = [int(logits.argmax()) + 1]
-        keep = label_mask(labels, self.num_classes, cams.device)
+        try:
+            keep = label_mask(labels, self.num_classes, cams.device)
+        except ValueError as e:
+            raise ValueError(f'{meta.get("img_path", "image")}: {e}') \
+                from None
         if not torch.isfinite(cams).all():
             raise FloatingPointError(
                 f'{meta.get("img_path", "image")}: CAMs contain NaN/Inf '
@@ -282,6 +286,14 @@ class CAMSegmentor(BaseSegmentor):
         bg = background_scores(present, cfg['bg_mode'], cfg['bg_thr'],
                                cfg['bg_alpha'])
         return torch.cat([bg, cams], dim=0), labels
+
+    def refine_kwargs(self, inputs: Tensor,
+                      data_samples: SampleList) -> List[dict]:
+        """Extra keyword arguments of the refiner, one dict per image.
+
+        None here; subclasses pass e.g. influence maps.
+        """
+        return [dict() for _ in range(inputs.shape[0])]
 
     def predict(self,
                 inputs: Tensor,
@@ -305,13 +317,16 @@ class CAMSegmentor(BaseSegmentor):
                 for _ in range(inputs.shape[0])
             ]
         cams, logits = self.multi_scale_cams(inputs, data_samples)
+        extra = (
+            self.refine_kwargs(inputs, data_samples)
+            if self.refiner is not None else None)
         for i, ds in enumerate(data_samples):
             meta = ds.metainfo
             scores, labels = self.cam_scores(cams[i], logits[i], meta)
             if self.refiner is not None:
                 pred = self.refiner(
                     self.rgb_image(inputs[i], meta),
-                    scores.cpu().numpy(), labels)
+                    scores.cpu().numpy(), labels, **extra[i])
                 pred = torch.from_numpy(np.asarray(pred, dtype=np.int64))
                 pred = pred.to(scores.device)
             else:

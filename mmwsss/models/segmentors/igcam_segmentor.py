@@ -381,6 +381,37 @@ class IGCAMSegmentor(CAMSegmentor):
         out, _, _, _ = self._run(x, labels, proposals, (h, w))
         return out.fused_cam, out.fused_logits
 
+    @torch.no_grad()
+    def refine_kwargs(self, inputs: Tensor,
+                      data_samples: SampleList) -> List[dict]:
+        """Influence maps for an influence-aware refiner.
+
+        When the refiner declares ``accepts_influence`` (e.g.
+        :class:`~mmwsss.refine.InfluenceCRF`), ``test_cfg.use_influence``
+        is set, the influence has been refreshed and every sample has
+        ``img_labels``, each image gets ``influence``: the multi-scale map
+        ``I_multi`` (mean of the per-scale raw maps through the grid, sec.
+        3.4) of one extra forward at scale 1.0 without flip, at
+        ``ori_shape`` (float32 numpy ``(H0, W0)``). Otherwise no extra
+        arguments (the refiner sees uniform influence).
+        """
+        n = inputs.shape[0]
+        if not (getattr(self.refiner, 'accepts_influence', False)
+                and self.test_cfg['use_influence'] and self.influence_cfg
+                is not None and self.influence_valid and all(
+                    'img_labels' in ds.metainfo for ds in data_samples)):
+            return [dict() for _ in range(n)]
+        labels = self.cam_head.targets(data_samples, inputs.device)
+        raw = self.influence_maps(list(self.extract_feat(inputs)), labels)
+        multi = aggregate_scales(raw, tuple(inputs.shape[-2:]),
+                                 self.influence_cfg['grid'])
+        return [
+            dict(
+                influence=self._to_original(multi[i].float(),
+                                            ds.metainfo)[0].cpu().numpy())
+            for i, ds in enumerate(data_samples)
+        ]
+
     def _forward(self,
                  inputs: Tensor,
                  data_samples: OptSampleList = None) -> Tensor:

@@ -85,3 +85,18 @@ def setup_cpu_distributed(cfg: Config) -> bool:
                 wrapper_type, DistributedDataParallel):
             wrapper['device_ids'] = None
     return True
+
+
+def teardown_distributed() -> None:
+    """Destroy the default process group at the end of a tool.
+
+    Without it, gloo's worker threads are still joinable when the
+    interpreter exits and a rank can die with ``terminate called without
+    an active exception`` (SIGABRT) after its work is done, which makes
+    ``torchrun`` report the whole job as failed. All ranks meet at a
+    barrier first so that no rank tears down while another still talks.
+    """
+    import torch.distributed as torch_dist
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()

@@ -1,79 +1,8 @@
 # IG-CAM ablation, Table 3 row "+Inst" on the demo: single-scale CAM (the
 # FPN's top level only, as the Base row) with instance guidance (Selective
-# Search proposals, top 64, attention-MIL weights alpha_k), no influence
-# (influence_cfg=None, no influence-guided attention, no InfluenceHook).
-# Otherwise the demo config (igcam_effl0-fpn_1xb16-300it_demo-128x128.py).
-_base_ = ['./igcam_effl0-fpn_1xb16-300it_demo-128x128.py']
+# Search proposals, top 64, attention-MIL weights alpha_k), no influence.
+# Everything else, including the proposal pipelines and the hooks, is the
+# "+Inst +MS" row's (igcam-ablation-inst-ms_...py).
+_base_ = ['./igcam-ablation-inst-ms_effl0-fpn_1xb16-300it_demo-128x128.py']
 model = dict(
-    neck=dict(start_level=3, num_outs=1),
-    attention=None,
-    cam_head=dict(num_scales=1),
-    influence_cfg=None,
-    test_cfg=dict(use_influence=False))
-# Proposals (Selective Search, "fast" mode, <= 2000 per image, area >= 100
-# px, aspect <= 4), precomputed for the train split (and the val split,
-# whose images form the influence pool of the full model) by
-#   python tools/generate_proposals.py \
-#       configs/igcam/igcam_effl0-fpn_1xb16-300it_demo-128x128.py \
-#       --split train --out data/demo/proposals/ss-fast --workers 2
-#   python tools/generate_proposals.py \
-#       configs/igcam/igcam_effl0-fpn_1xb16-300it_demo-128x128.py \
-#       --split val --out data/demo/proposals/ss-fast --workers 2
-# The head keeps the top 64 (rank) at test time, 64 random in training,
-# plus the whole image.
-proposal_dir = 'data/demo/proposals/ss-fast'
-train_pipeline = [
-    dict(type='mmseg.LoadImageFromFile'),
-    dict(type='LoadProposals', proposal_dir=proposal_dir, max_num=2000),
-    dict(
-        type='mmseg.RandomResize',
-        scale=(128, 128),
-        ratio_range=(0.75, 1.5),
-        keep_ratio=True,
-        resize_type='mmseg.Resize'),  # also resizes the proposal tracker
-    dict(type='mmseg.RandomCrop', crop_size=(128, 128)),
-    dict(type='mmseg.RandomFlip', prob=0.5),
-    dict(type='PackWSSSInputs'),
-]
-test_pipeline = [
-    dict(type='mmseg.LoadImageFromFile'),
-    dict(type='LoadProposals', proposal_dir=proposal_dir, max_num=2000),
-    dict(type='mmseg.LoadAnnotations'),
-    dict(type='PackWSSSInputs'),
-]
-stage3_pipeline = train_pipeline[:-1] + [
-    # after the axis-aligned transforms, so that the proposals follow it
-    dict(type='RandomGeometricWarp', prob=0.5),
-    dict(type='mmpretrain.RandomErasing', erase_prob=0.25, mode='rand'),
-    dict(type='PackWSSSInputs'),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-# Same stages as the demo, without the InfluenceHook.
-custom_hooks = [
-    dict(type='SafeCheckpointHook'),
-    dict(
-        type='StageSwitchHook',
-        switch_at=[100, 200],
-        stages=[
-            dict(
-                name='coarse localisation',
-                losses={
-                    'cam_head.loss_consistency.loss_weight': 0.0,
-                    'cam_head.loss_boundary.loss_weight': 0.0
-                }),
-            dict(
-                name='refinement',
-                batch_augments=dict(
-                    type='RandomBatchAugment',
-                    augments=[
-                        dict(type='MultiLabelMixUp', alpha=1.0),
-                        dict(type='MultiLabelCutMix', alpha=1.0)
-                    ],
-                    probs=[0.5, 0.5])),
-            dict(
-                name='boundary optimisation',
-                pipeline=stage3_pipeline,
-                batch_augments=None),
-        ]),
-]
+    neck=dict(start_level=3, num_outs=1), cam_head=dict(num_scales=1))

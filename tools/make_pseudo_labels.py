@@ -12,8 +12,12 @@ Example::
 Writes ``OUT/<stem>.png`` (dataset palette), with ``--save-scores``
 ``OUT/scores/<stem>.npz`` (``scores`` (C, H, W) and ``img_labels``, the
 input of ``tools/analysis_tools/sweep_thresholds.py``) and
-``OUT/meta.json``. Files are written atomically and images whose outputs
-exist are skipped: after an interruption, run the same command again.
+``OUT/meta.json``. With an IG-CAM checkpoint, influence-aware refiners
+(``model.test_cfg.refine=dict(type='InfluenceCRF', ...)``) get the
+model's influence maps as in ``tools/test.py``; ``--save-scores`` also
+saves them (npz key ``influence``) for ``--from-scores``. Files are
+written atomically and images whose outputs exist are skipped: after an
+interruption, run the same command again.
 Large sets can be split over machines/GPUs with ``--num-shards K
 --shard-id I`` (image ``i`` goes to shard ``i % K``) into the same OUT.
 See :mod:`mmwsss.apis.pseudo_labels` for details.
@@ -56,7 +60,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--save-scores',
         action='store_true',
-        help='also write OUT/scores/<stem>.npz (scores, img_labels)')
+        help='also write OUT/scores/<stem>.npz (scores, img_labels; '
+        'influence for an IG-CAM model with a refreshed influence state)')
     parser.add_argument(
         '--scores-dtype',
         choices=SCORE_DTYPES,
@@ -89,7 +94,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=None,
         help='folder of <stem>.npz scores saved by an earlier --save-scores '
         'run of the same checkpoint: assign labels (e.g. DenseCRF at a tuned '
-        '--bg-thr) without running the model again')
+        '--bg-thr) without running the model again; an influence-aware '
+        'refiner gets the saved influence maps (uniform without them)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',

@@ -20,17 +20,32 @@
    background, like ``pred_sem_seg`` without a refiner), ``'irn_label'`` /
    ``'psa_softmax'`` a :class:`~mmwsss.refine.DenseCRF` preset and
    ``'config'`` whatever ``model.test_cfg.refine`` says. A CRF sees the
-   original image file decoded as RGB uint8.
+   original image file decoded as RGB uint8;
+4. influence-aware refiners (``accepts_influence``, e.g.
+   :class:`~mmwsss.refine.InfluenceCRF`) get the keyword arguments of
+   ``model.refine_kwargs`` (for :class:`~mmwsss.models.IGCAMSegmentor`
+   ``influence``, the multi-scale influence map at the original image
+   size), exactly as the model's own ``predict`` passes them, so the labels
+   equal those of ``tools/test.py`` with the same refiner. The influence
+   state of an IG-CAM checkpoint (``checkpoint['influence']``, written by
+   :class:`~mmwsss.engine.hooks.InfluenceHook`) is restored as the hook
+   does in ``tools/test.py``; it also shapes the scores (the influence
+   maps drive the attention and the head). A checkpoint without it gives
+   uniform influence (a warning is printed).
 
 Outputs in ``out_dir``: ``<stem>.png`` (palette PNG with the dataset
 palette), with ``save_scores`` ``scores/<stem>.npz`` (``scores`` (C, H, W)
 and ``img_labels``, as ``tools/analysis_tools/sweep_thresholds.py`` reads
-them), and ``meta.json`` (``meta_shard<I>of<K>.json`` per shard). Every
-file is written atomically, images whose outputs all exist are skipped, so
-an interrupted run is completed by running the same command again.
-Re-running with different settings (checkpoint content, split,
-refinement, model ``test_cfg``) into the same folder is refused, and so is
-a folder holding PNGs without a meta file (e.g. the ground-truth masks).
+them; for a model with a refreshed influence state also ``influence``,
+float32 (H, W), whatever the refiner, so that ``from_scores`` can run an
+influence-aware refiner later; without that key ``from_scores`` gives it
+uniform influence), and ``meta.json`` (``meta_shard<I>of<K>.json`` per
+shard). Every file is written atomically, images whose outputs all exist
+are skipped, so an interrupted run is completed by running the same
+command again. Re-running with different settings (checkpoint content,
+split, refinement, model ``test_cfg``) into the same folder is refused,
+and so is a folder holding PNGs without a meta file (e.g. the
+ground-truth masks).
 """
 import copy
 import json
@@ -40,7 +55,8 @@ import os.path as osp
 import sys
 import time
 from collections import deque
-from typing import Dict, List, Optional, Tuple, Union
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -182,6 +198,7 @@ def _finish_one(ctx: dict, job: dict) -> str:
         scores = np.zeros((c, h, w), dtype=np.float32)
         scores[job['keys']] = job['sel']
         refiner = ctx['refiner']
+        extra = job.get('extra') or {}
         if refiner is None:
             label = scores.argmax(axis=0)
         else:
@@ -191,12 +208,18 @@ def _finish_one(ctx: dict, job: dict) -> str:
                     f'the image file is {img.shape[1]}x{img.shape[0]} but '
                     f'the scores are {w}x{h} (ori_shape); the CRF needs '
                     'scores at the original image size')
-            label = refiner(img, scores, job['crf_labels'])
+            kwargs = extra if ctx['pass_extra'] else {}
+            label = refiner(img, scores, job['crf_labels'], **kwargs)
         if ctx['save_scores']:
-            atomic_save_npz(
-                job['npz_path'],
+            arrays = dict(
                 scores=scores.astype(ctx['scores_dtype']),
                 img_labels=np.asarray(job['img_labels'], dtype=np.int64))
+            if extra.get('influence') is not None:
+                # float32 whatever scores_dtype: from_scores then gives an
+                # influence-aware refiner exactly the map of a direct run
+                arrays['influence'] = np.asarray(
+                    extra['influence'], dtype=np.float32)
+            atomic_save_npz(job['npz_path'], **arrays)
         atomic_save_label_png(job['png_path'], label, ctx['palette'])
     except Exception as e:
         raise RuntimeError(f'{job["img_path"]}: {type(e).__name__}: {e}') \
@@ -223,6 +246,69 @@ def _build_refiner(refine: str, model_refine) -> object:
     return TASK_UTILS.build(model_refine) if model_refine else None
 
 
+def _accepts_influence(refiner) -> bool:
+    """Whether a refiner takes ``model.refine_kwargs`` (``influence``)."""
+    return bool(getattr(refiner, 'accepts_influence', False))
+
+
+class _InfluenceProbe:
+    """Stands in for an influence-aware refiner in ``refine_kwargs``."""
+    accepts_influence = True
+
+
+@contextmanager
+def _model_refiner(model, refiner) -> Iterator[None]:
+    """Set ``model.refiner`` for the duration of a ``refine_kwargs`` call.
+
+    The model's own refiner is off (the workers refine), but
+    ``refine_kwargs`` decides from ``model.refiner`` whether to compute the
+    influence maps.
+    """
+    old = getattr(model, 'refiner', None)
+    model.refiner = refiner
+    try:
+        yield
+    finally:
+        model.refiner = old
+
+
+def _model_has_influence(model) -> bool:
+    """An IG-CAM-like model: influence state and ``refine_kwargs``."""
+    return bool(getattr(model, 'influence', None)) and callable(
+        getattr(model, 'refine_kwargs', None))
+
+
+def _load_influence_state(model, ckpt: dict, log) -> bool:
+    """Restore ``checkpoint['influence']`` as ``InfluenceHook`` does.
+
+    Returns:
+        bool: Whether a state was restored.
+    """
+    if not _model_has_influence(model) or not callable(
+            getattr(model, 'load_influence_state_dict', None)):
+        return False
+    saved = ckpt.get('influence', None) if isinstance(ckpt, dict) else None
+    if not isinstance(saved, dict) or saved.get('model') is None:
+        log('warning: the checkpoint has no influence state (saved by '
+            'InfluenceHook); influence maps are uniform')
+        return False
+    model.load_influence_state_dict(saved['model'])
+    return True
+
+
+def _check_influence(influence, shape: Tuple[int, int],
+                     where: str) -> np.ndarray:
+    """A finite ``(H, W)`` float32 influence map or a clear error."""
+    inf = np.asarray(influence)
+    if inf.shape != tuple(shape) or not np.issubdtype(inf.dtype, np.floating):
+        raise RuntimeError(f'{where}: influence must be a float (H, W) = '
+                           f'{tuple(shape)} map, got {inf.dtype} '
+                           f'{inf.shape}')
+    if not np.isfinite(inf).all():
+        raise RuntimeError(f'{where}: influence contains NaN or Inf')
+    return np.ascontiguousarray(inf, dtype=np.float32)
+
+
 def _refine_cfg(refine: str, model_refine) -> Union[str, dict]:
     if refine == 'none' or (refine == 'config' and not model_refine):
         return 'none'
@@ -231,8 +317,27 @@ def _refine_cfg(refine: str, model_refine) -> Union[str, dict]:
     return _jsonable(dict(model_refine))
 
 
-def _infer(model, dataset, idx: int, use_img_labels: bool) -> dict:
-    """Model scores of one dataset item as a (compact) job."""
+def _infer(model,
+           dataset,
+           idx: int,
+           use_img_labels: bool,
+           influence_from=None) -> dict:
+    """Model scores of one dataset item as a (compact) job.
+
+    Args:
+        model: The segmentor (eval mode, refiner off).
+        dataset: The dataset.
+        idx (int): Item index.
+        use_img_labels (bool): Give the refiner the image labels.
+        influence_from (object, optional): When given, a refiner declaring
+            ``accepts_influence``: ``model.refine_kwargs`` is called with it
+            as ``model.refiner`` on the same preprocessed batch as
+            ``predict`` (as ``CAMSegmentor.predict`` does) and its dict
+            becomes ``job['extra']``.
+
+    Returns:
+        dict: The job (``extra`` holds the refiner's keyword arguments).
+    """
     # prepare_data, not dataset[idx]: outside test_mode, __getitem__ would
     # silently substitute a random other image when the pipeline fails.
     prepare = getattr(dataset, 'prepare_data', None)
@@ -250,8 +355,18 @@ def _infer(model, dataset, idx: int, use_img_labels: bool) -> dict:
         raise RuntimeError(f'the pipeline returned None for image {idx} '
                            f'({dataset.get_data_info(idx).get("img_path")})')
     data = pseudo_collate([item])
+    extra: dict = {}
     with torch.no_grad():
-        out = model.test_step(data)[0]
+        if influence_from is None:
+            out = model.test_step(data)[0]
+        else:
+            # test_step, unrolled to reuse the preprocessed batch
+            data = model.data_preprocessor(data, False)
+            out = model(**data, mode='predict')[0]
+            with _model_refiner(model, influence_from):
+                extra = dict(
+                    model.refine_kwargs(data['inputs'],
+                                        data['data_samples'])[0])
     if 'seg_logits' not in out:
         raise RuntimeError(
             f'{type(model).__name__}.predict gave no seg_logits; pseudo '
@@ -269,6 +384,9 @@ def _infer(model, dataset, idx: int, use_img_labels: bool) -> dict:
         img_labels = sorted(int(x) for x in meta['img_labels'])
     else:
         img_labels = [int(k) for k in keys if k > 0]
+    if extra.get('influence') is not None:
+        extra['influence'] = _check_influence(extra['influence'], ori,
+                                              str(meta.get('img_path')))
     return dict(
         img_path=meta.get('img_path'),
         shape=scores.shape,
@@ -277,12 +395,16 @@ def _infer(model, dataset, idx: int, use_img_labels: bool) -> dict:
         img_labels=img_labels,
         # The classes the model kept (as CAMSegmentor's own refiner gets).
         crf_labels=img_labels
-        if use_img_labels and 'img_labels' in meta else None)
+        if use_img_labels and 'img_labels' in meta else None,
+        extra=extra)
 
 
 def _from_scores(score_src: str, dataset, idx: int, stem: str,
                  bg_thr: Optional[float], use_img_labels: bool) -> dict:
-    """A job from saved ``scores/<stem>.npz`` (no model inference)."""
+    """A job from saved ``scores/<stem>.npz`` (no model inference).
+
+    The saved ``influence`` map, when present, becomes ``job['extra']``.
+    """
     path = osp.join(score_src, stem + '.npz')
     if not osp.isfile(path):
         raise FileNotFoundError(f'saved scores not found: {path}')
@@ -290,11 +412,20 @@ def _from_scores(score_src: str, dataset, idx: int, stem: str,
         with np.load(path) as data:
             scores = data['scores'].astype(np.float32)
             img_labels = sorted(int(x) for x in np.ravel(data['img_labels']))
+            influence = data['influence'] if 'influence' in data.files \
+                else None
     except (OSError, ValueError, KeyError) as e:
         raise PseudoLabelError(f'cannot read saved scores {path}: {e}')
     if scores.ndim != 3 or not np.isfinite(scores).all():
         raise PseudoLabelError(f'{path}: scores must be a finite (C, H, W) '
                                f'array, got shape {scores.shape}')
+    extra = {}
+    if influence is not None:
+        try:
+            extra['influence'] = _check_influence(influence, scores.shape[1:],
+                                                  path)
+        except RuntimeError as e:
+            raise PseudoLabelError(str(e)) from None
     if bg_thr is not None:
         # channel 0 of the saved scores is the constant background score
         scores[0] = bg_thr
@@ -306,7 +437,8 @@ def _from_scores(score_src: str, dataset, idx: int, stem: str,
         keys=keys,
         sel=np.ascontiguousarray(scores[keys]),
         img_labels=img_labels,
-        crf_labels=img_labels if use_img_labels else None)
+        crf_labels=img_labels if use_img_labels else None,
+        extra=extra)
 
 
 def make_pseudo_labels(cfg: Union[str, Config],
@@ -353,12 +485,15 @@ def make_pseudo_labels(cfg: Union[str, Config],
             by an earlier ``save_scores`` run of the same checkpoint: label
             assignment (e.g. DenseCRF at a tuned ``bg_thr``) without running
             the model again. With ``bg_mode='const'`` and ``bg_thr`` given,
-            the background channel is replaced by ``bg_thr``.
+            the background channel is replaced by ``bg_thr``. An
+            influence-aware refiner gets the saved ``influence`` maps
+            (uniform influence for files saved without them).
 
     Returns:
         dict: ``total`` (images of this shard, after ``limit``),
         ``skipped`` (already done), ``processed`` (written now),
-        ``out_dir`` and ``meta`` (the meta file path).
+        ``influence`` (images of ``processed`` whose refiner got an
+        influence map), ``out_dir`` and ``meta`` (the meta file path).
     """
     if refine not in REFINE_CHOICES:
         raise PseudoLabelError(f'unknown refine {refine!r}; choose from '
@@ -444,6 +579,14 @@ def make_pseudo_labels(cfg: Union[str, Config],
             model.set_refiner(None)
         refiner = _build_refiner(refine, model_refine)
         use_img_labels = bool(test_cfg.get('use_img_labels', True))
+        pass_extra = _accepts_influence(refiner)
+        # Which refiner refine_kwargs sees: the real one when it takes the
+        # maps; a probe when they are only saved with the scores.
+        influence_from = None
+        if pass_extra and callable(getattr(model, 'refine_kwargs', None)):
+            influence_from = refiner
+        elif save_scores and _model_has_influence(model):
+            influence_from = _InfluenceProbe()
 
     # The checkpoint by content: a retrained model saved under the same
     # path must not silently reuse the old labels.
@@ -484,8 +627,8 @@ def make_pseudo_labels(cfg: Union[str, Config],
     removed = remove_stale_tmp(out_dir, mine)
     if save_scores:
         removed += remove_stale_tmp(score_dir,
-                                     {stems[i] + '.npz'
-                                      for i in indices})
+                                    {stems[i] + '.npz'
+                                     for i in indices})
     if removed:
         log(f'removed {removed} temporary file(s) of an interrupted run')
     log(f'{len(indices)} images in shard {shard_id}/{num_shards} of the '
@@ -515,13 +658,17 @@ def make_pseudo_labels(cfg: Union[str, Config],
 
     write_meta()
     processed = 0
+    with_influence = 0
     if todo:
         if from_scores is None:
-            load_checkpoint(
+            ckpt = load_checkpoint(
                 model, checkpoint, map_location='cpu', strict=True)
+            _load_influence_state(model, ckpt, log)
+            del ckpt
         model.eval()
         ctx = dict(
             refiner=refiner,
+            pass_extra=pass_extra,
             palette=palette,
             save_scores=bool(save_scores),
             scores_dtype=scores_dtype)
@@ -557,7 +704,8 @@ def make_pseudo_labels(cfg: Union[str, Config],
                     cfg.get('default_scope', 'mmwsss')):
                 for i in todo:
                     if from_scores is None:
-                        job = _infer(model, dataset, i, use_img_labels)
+                        job = _infer(model, dataset, i, use_img_labels,
+                                     influence_from)
                     else:
                         job = _from_scores(from_scores, dataset, i, stems[i],
                                            bg_thr, use_img_labels)
@@ -567,6 +715,9 @@ def make_pseudo_labels(cfg: Union[str, Config],
                             f'image {i} should be "{stems[i]}" but the '
                             f'pipeline gave "{job["img_path"]}"')
                     job['stem'] = stems[i]
+                    if pass_extra and job['extra'].get('influence') \
+                            is not None:
+                        with_influence += 1
                     job['png_path'], job['npz_path'] = outputs(stems[i])
                     if pool is None:
                         _finish_one(ctx, job)
@@ -595,10 +746,16 @@ def make_pseudo_labels(cfg: Union[str, Config],
         meta['complete'] = True
         meta['seconds'] = round(time.time() - t0, 3)
         write_meta()
+        if pass_extra and with_influence < processed:
+            log(f'warning: {processed - with_influence} of {processed} '
+                'image(s) refined with uniform influence (no refreshed '
+                'influence state in the checkpoint, no img_labels, or '
+                'scores saved without influence maps)')
         log(f'wrote {processed} pseudo label(s) to {out_dir}')
     return dict(
         total=len(indices),
         skipped=skipped,
         processed=processed,
+        influence=with_influence,
         out_dir=out_dir,
         meta=meta_path)

@@ -1,9 +1,10 @@
 # Copyright (c) mmwsss contributors.
 from .influence_hook import InfluenceHook, preserved_rng_state
+from .loss_plateau_hook import ReduceLROnLossPlateauHook
 from .safe_checkpoint_hook import SafeCheckpointHook
 from .stage_switch_hook import StageSwitchHook, restart_train_dataloader
 
 __all__ = [
-    'InfluenceHook', 'SafeCheckpointHook', 'StageSwitchHook',
+    'InfluenceHook', 'ReduceLROnLossPlateauHook', 'SafeCheckpointHook', 'StageSwitchHook',
     'preserved_rng_state', 'restart_train_dataloader'
 ]

@@ -14,7 +14,8 @@ class MultiLabelSoftMarginLoss(nn.Module):
 
     ``mean_c [-y_c log sigmoid(x_c) - (1 - y_c) log sigmoid(-x_c)]`` per
     image, i.e. ``F.multilabel_soft_margin_loss`` as used by IRN, PSA and
-    PuzzleCAM for CAM classifiers (CamGuide eq. (23)).
+    PuzzleCAM for CAM classifiers (CamGuide eq. (23) is the hinge
+    variant, :class:`MultiLabelMarginLoss`).
 
     Args:
         loss_weight (float): Weight of the loss. Defaults to 1.0.

@@ -1,0 +1,70 @@
+# CamGuide stage 3, the paper's recipe (Table III): refinement head,
+# heuristic targets (DenseCRF 5 iterations every 4th iteration + closing
+# 15, SLIC 1100 segments + random walk 12 iterations), edge and window
+# local consistency (7) losses; lambda cls 1.0, crf 0.8, edge 0.7, rw 0.4,
+# loc 0.45; SGD + Nesterov 0.9, lr 0.009, wd 1e-4, poly; 10 epochs
+# (10,582 / 32 * 10 = 3,307 iterations; 3k); tau ~ U(0.05, 0.30); dropout
+# 0.5 on the classifier output; guided filter radius 4. AMP (float16) as
+# in the paper when a GPU is present: add
+#   --cfg-options optim_wrapper.type=AmpOptimWrapper
+# The heuristic targets are computed on the refined (stride-4, 128 x 128)
+# map, so the CRF spatial stds are divided by 4.
+_base_ = [
+    '../_base_/models/camguide_r18.py',
+    '../_base_/datasets/voc12aug_wsss.py', '../_base_/default_runtime.py'
+]
+load_from = ('work_dirs/camguide-stage2_r18_teacher-r50_1xb32-5k_'
+             'voc12aug-512x512/iter_5000.pth')
+model = dict(
+    data_preprocessor=dict(size=(512, 512)),
+    stage=3,
+    teacher=None,
+    teacher_checkpoint=None,
+    cam_head=dict(loss_cls=dict(type='MultiLabelMarginLoss', loss_weight=1.0)),
+    refine_head=dict(
+        type='CamGuideRefineHead',
+        num_classes=21,
+        stage1_channels=64,
+        dropout_ratio=0.5,
+        gf_radius=4),
+    loss_reg=None,
+    loss_crf=dict(
+        type='HeuristicTargetLoss', loss_weight=0.8, loss_name='loss_crf'),
+    loss_rw=dict(
+        type='HeuristicTargetLoss', loss_weight=0.4, loss_name='loss_rw'),
+    loss_edge=dict(type='EdgeConsistencyLoss', loss_weight=0.7),
+    loss_loc=dict(
+        type='WindowLocalConsistencyLoss', window=7, loss_weight=0.45),
+    heuristic_targets=dict(
+        type='HeuristicTargets',
+        crf=dict(preset='irn_label', n_iters=5, scale_factor=4.0),
+        close_kernel=15,
+        rw=dict(n_segments=1100, n_iters=12),
+        num_workers=4),
+    train_cfg=dict(tau_range=(0.05, 0.30), crf_interval=4))
+train_dataloader = dict(batch_size=32)
+max_iters = 3000
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(
+        type='SGD', lr=0.009, momentum=0.9, nesterov=True,
+        weight_decay=1e-4))
+param_scheduler = [
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=0.9,
+        begin=0,
+        end=max_iters,
+        by_epoch=False)
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+val_cfg = None
+val_dataloader = None
+val_evaluator = None
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    checkpoint=dict(
+        type='CheckpointHook', by_epoch=False, interval=1000,
+        max_keep_ckpts=2))

@@ -1,0 +1,236 @@
+# Copyright (c) mmwsss contributors.
+"""AffinityNet head: multi-level features to pixel-affinity embeddings."""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from mmengine.model import BaseModule
+from mmseg.utils import OptConfigType, OptMultiConfig
+from torch import Tensor
+
+from mmwsss.refine.affinity_random_walk import pair_offsets, pair_slices
+from mmwsss.registry import MODELS
+
+
+@MODELS.register_module()
+class AffinityHead(BaseModule):
+    """Affinity embedding head of AffinityNet (PSA).
+
+    Architecture (PSA ``network/resnet38_aff.py``, whose three levels are
+    projected to 64, 128 and 256 channels, concatenated and mixed by a
+    448-channel 1x1 convolution, all followed by ELU): every selected
+    backbone level goes through a 1x1 ``ConvModule`` (conv + optional norm
+    + activation) to ``channels[i]`` channels, is resized bilinearly to
+    the size of the *first* selected level (so the affinity grid has that
+    level's stride: 4 for ``out_indices`` starting at a stride-4 stage,
+    PSA uses 8), the maps are concatenated and a final 1x1 ``ConvModule``
+    (no norm) maps them to ``feat_dim`` channels (PSA 448).
+
+    Loss (PSA ``train_aff.py``): on the feature grid, for every pair of
+    nodes ``(i, j)`` closer than ``radius`` (each unordered pair once, see
+    :func:`~mmwsss.refine.affinity_random_walk.pair_offsets`) whose two
+    confident labels are both valid (not ``ignore_index``), with the
+    affinity ``a = exp(-mean_d |f_i - f_j|)``:
+
+    - background-positive pairs (both labels 0): ``-log(a + eps)``;
+    - foreground-positive pairs (equal labels > 0): ``-log(a + eps)``;
+    - negative pairs (different labels): ``-log(1 + eps - a)``;
+
+    each term is averaged over its pairs of the whole batch (sum over the
+    batch divided by ``count + eps``, so an empty set gives 0, as in PSA)
+    and the loss is ``bg / 4 + fg / 4 + neg / 2`` (``loss_weights``).
+
+    Args:
+        in_channels (Sequence[int]): Channels of the backbone outputs.
+        channels (Sequence[int]): Projection channels of each used level.
+            Defaults to PSA's ``(64, 128, 256)``.
+        feat_dim (int): Channels of the affinity features. Defaults to
+            448 (PSA).
+        in_index (Sequence[int], optional): Backbone outputs used, in
+            order (the first one sets the grid stride). Defaults to all.
+        norm_cfg (dict, optional): Norm of the projections. Defaults to
+            ``GN`` with 8 groups (PSA uses none on ResNet-38 and GN on its
+            VGG variant); None disables it.
+        act_cfg (dict): Activation after every 1x1 conv. Defaults to ELU
+            (PSA).
+        radius (int): Pair radius of the training loss. Defaults to 5.
+        loss_weights (Sequence[float]): Weights of the bg-positive,
+            fg-positive and negative terms. Defaults to PSA's
+            ``(0.25, 0.25, 0.5)``.
+        ignore_index (int): Label of uncertain pixels. Defaults to 255.
+        eps (float): The ``1e-5`` of PSA's logs and counts.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        channels: Sequence[int] = (64, 128, 256),
+        feat_dim: int = 448,
+        in_index: Optional[Sequence[int]] = None,
+        norm_cfg: OptConfigType = dict(type='GN', num_groups=8),
+        act_cfg: OptConfigType = dict(type='ELU'),
+        radius: int = 5,
+        loss_weights: Sequence[float] = (0.25, 0.25, 0.5),
+        ignore_index: int = 255,
+        eps: float = 1e-5,
+        init_cfg: OptMultiConfig = dict(type='Kaiming', layer='Conv2d')
+    ) -> None:
+        super().__init__(init_cfg=init_cfg)
+        in_channels = [int(c) for c in in_channels]
+        if in_index is None:
+            in_index = list(range(len(in_channels)))
+        in_index = [int(i) for i in in_index]
+        if not in_index:
+            raise ValueError('in_index must select at least one level')
+        for i in in_index:
+            if not 0 <= i < len(in_channels):
+                raise ValueError(f'in_index {in_index} out of range for '
+                                 f'{len(in_channels)} in_channels')
+        channels = [int(c) for c in channels]
+        if len(channels) != len(in_index):
+            raise ValueError(
+                f'channels {channels} must give one value per used level '
+                f'(in_index {in_index})')
+        if len(loss_weights) != 3:
+            raise ValueError('loss_weights must be (bg_pos, fg_pos, neg), '
+                             f'got {loss_weights}')
+        if norm_cfg is not None and norm_cfg.get('type') == 'GN':
+            groups = norm_cfg.get('num_groups', 1)
+            bad = [c for c in channels if c % groups]
+            if bad:
+                raise ValueError(f'channels {bad} are not divisible by the '
+                                 f'GN num_groups={groups}')
+        pair_offsets(radius)  # validates the radius
+        self.in_channels = in_channels
+        self.in_index = in_index
+        self.channels = channels
+        self.feat_dim = int(feat_dim)
+        self.radius = int(radius)
+        self.loss_weights = tuple(float(w) for w in loss_weights)
+        self.ignore_index = int(ignore_index)
+        self.eps = float(eps)
+        self.projs = nn.ModuleList([
+            ConvModule(
+                in_channels[i],
+                c,
+                1,
+                bias=norm_cfg is None,
+                norm_cfg=norm_cfg,
+                act_cfg=act_cfg) for i, c in zip(in_index, channels)
+        ])
+        self.fuse = ConvModule(
+            sum(channels), self.feat_dim, 1, bias=False, act_cfg=act_cfg)
+
+    def forward(self, inputs: Sequence[Tensor]) -> Tensor:
+        """Affinity features ``(N, feat_dim, h, w)`` on the first level."""
+        if len(inputs) != len(self.in_channels):
+            raise ValueError(f'expected {len(self.in_channels)} feature maps '
+                             f'(in_channels), got {len(inputs)}')
+        size = inputs[self.in_index[0]].shape[2:]
+        outs = []
+        for proj, i in zip(self.projs, self.in_index):
+            x = proj(inputs[i])
+            if x.shape[2:] != size:
+                x = F.interpolate(
+                    x, size=size, mode='bilinear', align_corners=False)
+            outs.append(x)
+        return self.fuse(torch.cat(outs, dim=1))
+
+    def downsample_labels(self, labels: Tensor, size) -> Tensor:
+        """Nearest-neighbour labels ``(N, h, w)`` on the feature grid.
+
+        Args:
+            labels (Tensor): ``(N, H, W)`` or ``(N, 1, H, W)`` label maps.
+            size (tuple[int, int]): Grid size ``(h, w)``.
+
+        Returns:
+            Tensor: int64 ``(N, h, w)``; node ``(y, x)`` takes the label at
+            ``(floor(y H / h), floor(x W / w))`` (PSA rescales its labels
+            with nearest-neighbour interpolation too).
+        """
+        if labels.dim() == 4:
+            if labels.shape[1] != 1:
+                raise ValueError('labels must be (N, H, W) or (N, 1, H, W), '
+                                 f'got shape {tuple(labels.shape)}')
+            labels = labels[:, 0]
+        if labels.dim() != 3:
+            raise ValueError('labels must be (N, H, W) or (N, 1, H, W), got '
+                             f'shape {tuple(labels.shape)}')
+        if tuple(labels.shape[1:]) == tuple(size):
+            return labels.long()
+        out = F.interpolate(
+            labels[:, None].float(), size=tuple(size), mode='nearest')
+        return out[:, 0].round().long()
+
+    def loss_by_feat(self, feats: Tensor, labels: Tensor) -> Dict[str, Tensor]:
+        """The affinity loss of PSA (see the class docstring).
+
+        Args:
+            feats (Tensor): Affinity features ``(N, D, h, w)``.
+            labels (Tensor): Confident labels ``(N, H, W)`` or
+                ``(N, 1, H, W)``: 0 background, ``1..K-1`` foreground,
+                ``ignore_index`` uncertain; resized to the grid with
+                nearest neighbours.
+
+        Returns:
+            dict[str, Tensor]: ``loss_aff_bg``, ``loss_aff_fg`` and
+            ``loss_aff_neg`` (already weighted; their sum is the loss) and
+            the pair counts ``num_bg_pos``, ``num_fg_pos``, ``num_neg``.
+        """
+        if feats.dim() != 4:
+            raise ValueError('feats must be (N, D, h, w), got shape '
+                             f'{tuple(feats.shape)}')
+        labels = self.downsample_labels(labels, feats.shape[2:])
+        if labels.shape[0] != feats.shape[0]:
+            raise ValueError(f'{labels.shape[0]} label maps for '
+                             f'{feats.shape[0]} feature maps')
+        h, w = feats.shape[2:]
+        ign = self.ignore_index
+        sums = [feats.new_zeros(()) for _ in range(3)]
+        counts = [feats.new_zeros(()) for _ in range(3)]
+        for dy, dx in pair_offsets(self.radius):
+            (fy, fx), (ty, tx) = pair_slices(h, w, dy, dx)
+            lf, lt = labels[:, fy, fx], labels[:, ty, tx]
+            if lf.numel() == 0:
+                continue
+            valid = (lf != ign) & (lt != ign)
+            pos = valid & (lf == lt)
+            masks = (pos & (lf == 0), pos & (lf != 0), valid & (lf != lt))
+            dist = (feats[:, :, fy, fx] - feats[:, :, ty, tx]).abs().mean(1)
+            aff = torch.exp(-dist)
+            pos_loss = -torch.log(aff + self.eps)
+            neg_loss = -torch.log(1 + self.eps - aff)
+            for k, (mask, term) in enumerate(
+                    zip(masks, (pos_loss, pos_loss, neg_loss))):
+                sums[k] = sums[k] + (term * mask).sum()
+                counts[k] = counts[k] + mask.sum()
+        terms = [s / (c + self.eps) for s, c in zip(sums, counts)]
+        w_bg, w_fg, w_neg = self.loss_weights
+        return dict(
+            loss_aff_bg=terms[0] * w_bg,
+            loss_aff_fg=terms[1] * w_fg,
+            loss_aff_neg=terms[2] * w_neg,
+            num_bg_pos=counts[0].detach(),
+            num_fg_pos=counts[1].detach(),
+            num_neg=counts[2].detach())
+
+    @staticmethod
+    def sample_labels(data_samples: List) -> Tensor:
+        """Stack the samples' ``gt_sem_seg`` into ``(N, H, W)``."""
+        maps = []
+        for ds in data_samples:
+            if 'gt_sem_seg' not in ds:
+                raise KeyError(
+                    f'{ds.metainfo.get("img_path", "sample")}: AffinityNet '
+                    'training needs the confident label map as gt_sem_seg '
+                    '(mmseg.LoadAnnotations + PackWSSSInputs)')
+            data = ds.gt_sem_seg.data
+            maps.append(data[0] if data.dim() == 3 else data)
+        shapes = {tuple(m.shape) for m in maps}
+        if len(shapes) != 1:
+            raise ValueError(f'label maps of different sizes {shapes} in one '
+                             'batch; let the data preprocessor pad them')
+        return torch.stack(maps)

@@ -1,0 +1,484 @@
+# Copyright (c) mmwsss contributors.
+"""CamGuide: a small student CAM network guided by a frozen teacher."""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import MessageHub, print_log
+from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
+                         OptSampleList, SampleList)
+from torch import Tensor
+
+from mmwsss.registry import MODELS, TASK_UTILS
+from ..heads.cam_head import label_rows
+from .cam_segmentor import CAMSegmentor
+
+#: ``train_cfg`` keys of :class:`CamGuideSegmentor` and their defaults.
+DEFAULT_TRAIN_CFG = dict(
+    tau_range=(0.1, 0.45),
+    mask_combine='union',
+    mask_resize='bilinear',
+    cam_eps=1e-5,
+    crf_interval=4,
+    cls_on='refined',
+    target_bg='tau')
+
+
+def make_cam(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """PuzzleCAM ``make_cam`` normalisation (CamGuide eq. (2)-(3)).
+
+    ``relu(x - eps) / max(eps, max_{h,w}(x) + eps)`` per sample and
+    channel, so every map lies in ``[0, 1)``.
+
+    Args:
+        x (Tensor): ``(N, K, h, w)`` raw class feature maps.
+        eps (float): The paper's epsilon. Defaults to 1e-5.
+
+    Returns:
+        Tensor: Normalised maps, same shape.
+    """
+    amax = x.flatten(2).max(dim=-1).values[..., None, None]
+    amax = torch.clamp(amax + eps, min=eps)
+    return torch.relu(x - eps) / amax
+
+
+def stochastic_mask(teacher_cams: Tensor,
+                    labels: Tensor,
+                    tau: Tensor,
+                    size: Tuple[int, int],
+                    combine: str = 'union',
+                    resize: str = 'bilinear') -> Tensor:
+    """Teacher-guided stochastic threshold mask (CamGuide eq. (6)-(8)).
+
+    ``Mask_T = F_T(x) > tau`` with one threshold per sample and class. The
+    paper thresholds a ``(B, K)`` grid of maps but masks a 3-channel image,
+    so the per-class masks must be combined; we take the **union over the
+    image's labelled classes** (``combine='union'``): a pixel is kept when
+    the normalised teacher CAM of *any* class present in the image exceeds
+    that class's threshold. Unlabelled classes never open the mask (they
+    would leak background the teacher wrongly scores). ``'max'`` is the
+    alternative reading: one threshold per sample (``tau[:, 0]``) on the
+    maximum over labelled classes. The normalised map is resized to the
+    input size before thresholding (``resize='bilinear'``, smoother than
+    thresholding at the CAM grid and resizing the binary mask with
+    ``'nearest'``).
+
+    Args:
+        teacher_cams (Tensor): ``(N, K, h, w)`` normalised teacher CAMs in
+            ``[0, 1]``.
+        labels (Tensor): ``(N, K)`` multi-hot image labels.
+        tau (Tensor): ``(N, K)`` thresholds.
+        size (tuple[int, int]): ``(H, W)`` of the input.
+        combine (str): ``'union'`` or ``'max'``.
+        resize (str): ``'bilinear'`` or ``'nearest'``.
+
+    Returns:
+        Tensor: ``(N, 1, H, W)`` float mask in ``{0, 1}``.
+    """
+    if combine not in ('union', 'max'):
+        raise ValueError(f"mask_combine must be 'union' or 'max', got "
+                         f'{combine!r}')
+    if resize not in ('bilinear', 'nearest'):
+        raise ValueError(f"mask_resize must be 'bilinear' or 'nearest', "
+                         f'got {resize!r}')
+    cams = teacher_cams * (labels[..., None, None] > 0)
+    if resize == 'bilinear':
+        cams = F.interpolate(
+            cams, size=size, mode='bilinear', align_corners=False)
+        thr = tau[..., None, None]
+    if combine == 'union':
+        if resize == 'nearest':
+            thr = tau[..., None, None]
+        keep = (cams > thr) & (labels[..., None, None] > 0)
+        mask = keep.any(dim=1, keepdim=True)
+    else:
+        mask = cams.max(dim=1, keepdim=True).values > tau[:, :1, None, None]
+    mask = mask.float()
+    if resize == 'nearest':
+        mask = F.interpolate(mask, size=size, mode='nearest')
+    return mask
+
+
+@MODELS.register_module()
+class CamGuideSegmentor(CAMSegmentor):
+    """CamGuide (Paes & Goncalves): teacher-guided student CAM network.
+
+    One class, three training stages selected by ``stage`` (each stage is a
+    config that starts from the previous stage's checkpoint, as the paper
+    trains them):
+
+    - **stage 1** (eq. (10)-(12), (24), (40)): the frozen teacher gives
+      ``F_T(x)``; a stochastic threshold mask of its normalised CAMs masks
+      the image (eq. (6)-(8)); the student runs on ``[x, x_masked]``;
+      ``L = lambda_cls L_cls(GAP F_S(x_masked)) + lambda_reg |F_T(x) -
+      F_S(x)|_1``. ``L_cls`` is the CAM head's loss (the paper's
+      ``MultiLabelMarginLoss``, eq. (23)) on the spatial mean of the raw
+      student maps (eq. (9)); ``L_reg`` is ``loss_reg``.
+    - **stage 2** (eq. (25), (41)): the student sees only ``x_masked``;
+      ``L = |F_T(x) - F_S(x_masked)|_1``.
+    - **stage 3** (eq. (17)-(22), (26)-(39), (42)): no teacher. The student
+      backbone's stride-4 features and the image feed the refinement head
+      (``refine_head``), whose output ``z1`` is the CAM from here on. With
+      ``tau ~ U(train_cfg.tau_range)`` per image as the background score of
+      the student's own normalised CAMs (eq. (3)), the heuristic targets are
+      DenseCRF + closing (``crf``, every ``crf_interval`` iterations, the
+      paper's "dCRF each n iterations 4" read as *sparse application*: the
+      CRF term is computed and applied only on those iterations, because
+      consecutive batches hold different random crops and a cached target
+      would not align with a new crop) and SLIC random walk (``rw``, every
+      iteration); they are cross-entropy targets of the student's scores
+      ``[tau, CAM_1..K]`` (the same background score that built them,
+      ``target_bg='tau'``; ``'one_minus_max'`` uses ``1 - max_k CAM``).
+      Edge (eq. (30)-(34)) and window local consistency (eq. (35)-(39))
+      losses act on the same normalised CAMs. The classification loss is
+      on the spatial mean of ``z1`` (``cls_on='refined'``, so the maps used
+      at inference stay class-discriminative) or of the coarse classifier
+      map (``'coarse'``).
+
+    The masked view multiplies the *normalised* network input by the mask,
+    so suppressed pixels take the dataset mean colour (the value
+    Hide-and-Seek fills in) rather than black.
+
+    Inference is :class:`CAMSegmentor`'s (multi-scale + flip, global or
+    class-wise thresholds, optional refiner) on the student's maps: raw
+    classifier maps in stages 1-2, ``z1`` (stride 4) in stage 3. The
+    teacher is never used at inference.
+
+    Args:
+        backbone (dict): Student backbone. Stage 3 needs two outputs: the
+            stride-4 features (``refine_head.stage1_index``) and the last
+            map for the CAM head.
+        cam_head (dict): Student CAM head (``CAMHead``), whose ``loss_cls``
+            is the classification loss.
+        teacher (dict, optional): Config of a CAM segmentor (e.g.
+            ``CAMSegmentor``) used as frozen teacher in stages 1-2. Its
+            weights are part of this model's state dict, so a student
+            checkpoint carries them; ``teacher_checkpoint`` loads them from
+            a teacher training checkpoint.
+        teacher_checkpoint (str, optional): Checkpoint of the teacher
+            (loaded with the safe loader at construction).
+        stage (int): 1, 2 or 3.
+        refine_head (dict, optional): ``CamGuideRefineHead`` config (stage
+            3 and later inference).
+        stage1_index (int): Backbone output used as stride-4 features.
+        loss_reg (dict, optional): Teacher-student regularisation
+            (``CAMDistillL1Loss``).
+        loss_crf (dict, optional): Loss of the DenseCRF target.
+        loss_rw (dict, optional): Loss of the SLIC random-walk target.
+        loss_edge (dict, optional): ``EdgeConsistencyLoss``.
+        loss_loc (dict, optional): ``WindowLocalConsistencyLoss``.
+        heuristic_targets (dict, optional): ``HeuristicTargets`` config
+            (built in ``TASK_UTILS``), needed when ``loss_crf`` or
+            ``loss_rw`` is set.
+        neck (dict, optional): Student neck.
+        train_cfg (dict, optional): See ``DEFAULT_TRAIN_CFG``.
+        test_cfg (dict, optional): See ``CAMSegmentor``.
+        data_preprocessor (dict, optional): Shared by teacher and student
+            (both must expect the same input normalisation).
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 cam_head: ConfigType,
+                 teacher: OptConfigType = None,
+                 teacher_checkpoint: Optional[str] = None,
+                 stage: int = 1,
+                 refine_head: OptConfigType = None,
+                 stage1_index: int = 0,
+                 loss_reg: OptConfigType = None,
+                 loss_crf: OptConfigType = None,
+                 loss_rw: OptConfigType = None,
+                 loss_edge: OptConfigType = None,
+                 loss_loc: OptConfigType = None,
+                 heuristic_targets: OptConfigType = None,
+                 neck: OptConfigType = None,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 data_preprocessor: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(
+            backbone=backbone,
+            cam_head=cam_head,
+            neck=neck,
+            test_cfg=test_cfg,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        if stage not in (1, 2, 3):
+            raise ValueError(f'stage must be 1, 2 or 3, got {stage!r}')
+        self.stage = stage
+        self.train_cfg = self._check_train_cfg(train_cfg)
+        self.stage1_index = stage1_index
+        if stage in (1, 2) and teacher is None:
+            raise ValueError(f'stage {stage} needs a teacher config')
+        if stage in (1, 2) and loss_reg is None:
+            raise ValueError(f'stage {stage} needs loss_reg')
+        if stage == 3 and refine_head is None:
+            raise ValueError('stage 3 needs refine_head')
+        self.teacher = None
+        if teacher is not None:
+            self.teacher = MODELS.build(copy.deepcopy(teacher))
+            if self.teacher.num_classes != self.num_classes:
+                raise ValueError(
+                    f'teacher has num_classes={self.teacher.num_classes} '
+                    f'but the student has {self.num_classes}')
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+            self.teacher.eval()
+        # 1 once real teacher weights were loaded (from teacher_checkpoint
+        # or with a student checkpoint that carries them).
+        self.register_buffer('teacher_loaded', torch.zeros(()))
+        if teacher_checkpoint is not None:
+            self.load_teacher(teacher_checkpoint)
+        self.refine_head = (
+            MODELS.build(refine_head) if refine_head is not None else None)
+        self.loss_reg = MODELS.build(loss_reg) if loss_reg else None
+        self.loss_crf = MODELS.build(loss_crf) if loss_crf else None
+        self.loss_rw = MODELS.build(loss_rw) if loss_rw else None
+        self.loss_edge = MODELS.build(loss_edge) if loss_edge else None
+        self.loss_loc = MODELS.build(loss_loc) if loss_loc else None
+        if (self.loss_crf or self.loss_rw) and heuristic_targets is None:
+            raise ValueError('loss_crf / loss_rw need heuristic_targets')
+        self.heuristic_targets = (
+            TASK_UTILS.build(heuristic_targets)
+            if heuristic_targets is not None else None)
+        self._local_iter = 0
+
+    @staticmethod
+    def _check_train_cfg(train_cfg: OptConfigType) -> dict:
+        cfg = dict(DEFAULT_TRAIN_CFG)
+        for key, value in dict(train_cfg or {}).items():
+            if key not in cfg:
+                raise KeyError(f'unknown CamGuideSegmentor train_cfg key '
+                               f'"{key}"; known keys: {sorted(cfg)}')
+            cfg[key] = value
+        lo, hi = cfg['tau_range']
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError('train_cfg.tau_range must satisfy 0 <= beta <= '
+                             f'delta <= 1, got {cfg["tau_range"]}')
+        if cfg['cls_on'] not in ('refined', 'coarse'):
+            raise ValueError("train_cfg.cls_on must be 'refined' or "
+                             f"'coarse', got {cfg['cls_on']!r}")
+        if cfg['target_bg'] not in ('tau', 'one_minus_max'):
+            raise ValueError("train_cfg.target_bg must be 'tau' or "
+                             f"'one_minus_max', got {cfg['target_bg']!r}")
+        if int(cfg['crf_interval']) < 1:
+            raise ValueError('train_cfg.crf_interval must be >= 1')
+        return cfg
+
+    # ------------------------------------------------------------------
+    # teacher
+    def load_teacher(self, filename: str) -> None:
+        """Load the teacher's weights from a CAM-segmentor checkpoint.
+
+        Args:
+            filename (str): A checkpoint of the teacher model (keys as in
+                the teacher's own state dict, optionally under
+                ``state_dict``), read with the safe loader.
+
+        Raises:
+            ValueError: The checkpoint does not match the teacher (missing
+                or unexpected keys, wrong shapes); the message names it.
+        """
+        from mmwsss.utils.checkpoint import safe_torch_load
+        if self.teacher is None:
+            raise ValueError('load_teacher: the model has no teacher')
+        ckpt = safe_torch_load(filename, map_location='cpu')
+        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt,
+                                                           dict) else None
+        if not isinstance(state, dict):
+            raise ValueError(f'{filename}: not a model checkpoint')
+        if any(k.startswith('teacher.') for k in state):
+            state = {
+                k[len('teacher.'):]: v
+                for k, v in state.items() if k.startswith('teacher.')
+            }
+        try:
+            self.teacher.load_state_dict(state, strict=True)
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(f'teacher checkpoint {filename} does not match '
+                             f'the teacher config: {e}') from None
+        self.teacher_loaded.fill_(1.0)
+        # keep the runner's init_weights() (pretrained backbones, Xavier
+        # heads) from overwriting the loaded teacher
+        self.teacher.is_init = True
+        print_log(f'CamGuide: teacher loaded from {filename}', 'current')
+
+    def train(self, mode: bool = True) -> 'CamGuideSegmentor':
+        """Set train mode; the teacher always stays in eval mode."""
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    @torch.no_grad()
+    def teacher_maps(self, inputs: Tensor) -> Tensor:
+        """Raw teacher class maps ``F_T(x)`` ``(N, K, h, w)`` (eq. (4))."""
+        if self.teacher is None:
+            raise RuntimeError('this CamGuide model has no teacher')
+        if float(self.teacher_loaded) == 0:
+            raise RuntimeError(
+                'CamGuide teacher weights were never loaded: set '
+                'model.teacher_checkpoint to the teacher CAM checkpoint (or '
+                'load_from a CamGuide checkpoint that carries the teacher)')
+        self.teacher.eval()
+        return self.teacher._forward(inputs)
+
+    # ------------------------------------------------------------------
+    # student
+    def student_forward(self, inputs: Tensor
+                        ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Student maps of ``inputs``.
+
+        Returns:
+            tuple: the coarse raw CAMs ``(N, K, h, w)`` of the CAM head and,
+            when there is a refinement head, its output ``z1`` (stride 4);
+            otherwise None.
+        """
+        feats = self.extract_feat(inputs)
+        coarse = self.cam_head(feats)
+        if self.refine_head is None:
+            return coarse, None
+        if isinstance(feats, Tensor):
+            raise ValueError('the refinement head needs a backbone with '
+                             'several outputs (stride-4 features)')
+        refined = self.refine_head(coarse, feats[self.stage1_index], inputs)
+        return coarse, refined
+
+    def _forward(self,
+                 inputs: Tensor,
+                 data_samples: OptSampleList = None) -> Tensor:
+        """The student's CAMs (refined when there is a refinement head)."""
+        coarse, refined = self.student_forward(inputs)
+        return coarse if refined is None else refined
+
+    def _view_cams(self, x: Tensor, data_samples: OptSampleList,
+                   in_shape: Tuple[int, int],
+                   flip: bool) -> Tuple[Tensor, Tensor]:
+        cams = self._forward(x)
+        return cams, cams.mean(dim=(2, 3))
+
+    def _sample_tau(self, n: int, k: int, device) -> Tensor:
+        lo, hi = self.train_cfg['tau_range']
+        return torch.empty(n, k, device=device).uniform_(lo, hi)
+
+    def _iteration(self) -> int:
+        """Training iteration (from the runner's message hub when set)."""
+        try:
+            hub = MessageHub.get_current_instance()
+            it = hub.get_info('iter')
+        except Exception:  # noqa: BLE001 - no runner
+            it = None
+        return int(it) if it is not None else self._local_iter
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
+        """Stage-dependent CamGuide losses, see the class docstring."""
+        labels = label_rows(data_samples, self.num_classes, inputs.device)
+        losses = self._stage3_loss(inputs, data_samples, labels) \
+            if self.stage == 3 else self._distill_loss(inputs, data_samples,
+                                                       labels)
+        self._local_iter += 1
+        return losses
+
+    def _distill_loss(self, inputs: Tensor, data_samples: SampleList,
+                      labels: Tensor) -> dict:
+        cfg = self.train_cfg
+        t_maps = self.teacher_maps(inputs)
+        t_cams = make_cam(t_maps, cfg['cam_eps'])
+        tau = self._sample_tau(inputs.shape[0], t_maps.shape[1],
+                               inputs.device)
+        mask = stochastic_mask(t_cams, labels, tau, inputs.shape[2:],
+                               cfg['mask_combine'], cfg['mask_resize'])
+        masked = inputs * mask
+        losses = {}
+        n = inputs.shape[0]
+        if self.stage == 1:
+            coarse, _ = self.student_forward(torch.cat([inputs, masked]))
+            s_orig, s_masked = coarse[:n], coarse[n:]
+            losses.update(self.cam_head.loss_by_feat(s_masked, data_samples))
+            losses[self.loss_reg.loss_name] = self.loss_reg(s_orig, t_maps)
+        else:
+            s_masked, _ = self.student_forward(masked)
+            losses[self.loss_reg.loss_name] = self.loss_reg(s_masked, t_maps)
+        losses['mask_ratio'] = mask.mean().detach()
+        return losses
+
+    def _stage3_loss(self, inputs: Tensor, data_samples: SampleList,
+                     labels: Tensor) -> dict:
+        cfg = self.train_cfg
+        coarse, refined = self.student_forward(inputs)
+        losses = {}
+        cls_map = refined if cfg['cls_on'] == 'refined' else coarse
+        losses.update(self.cam_head.loss_by_feat(cls_map, data_samples))
+        cams = make_cam(refined, cfg['cam_eps']) * labels[..., None, None]
+        n, k, h, w = cams.shape
+        if self.loss_edge is not None:
+            losses[self.loss_edge.loss_name] = self.loss_edge(
+                cams, inputs, labels)
+        if self.loss_loc is not None:
+            losses[self.loss_loc.loss_name] = self.loss_loc(cams, labels)
+        which = []
+        if self.loss_crf is not None and \
+                self._iteration() % int(cfg['crf_interval']) == 0:
+            which.append('crf')
+        if self.loss_rw is not None:
+            which.append('rw')
+        if which:
+            tau = self._sample_tau(n, 1, inputs.device)
+            if cfg['target_bg'] == 'tau':
+                bg = tau[..., None, None].expand(n, 1, h, w)
+            else:
+                bg = 1 - cams.max(dim=1, keepdim=True).values
+            scores = torch.cat([bg, cams], dim=1)
+            imgs = self._small_images(inputs, data_samples, (h, w))
+            img_labels = [
+                sorted(int(c) for c in ds.metainfo['img_labels'])
+                for ds in data_samples
+            ]
+            targets = self.heuristic_targets(
+                imgs,
+                scores.detach().float().cpu().numpy(),
+                img_labels,
+                which=tuple(which))
+            for key in which:
+                tgt = torch.from_numpy(np.ascontiguousarray(
+                    targets[key])).to(inputs.device, torch.long)
+                loss_fn = self.loss_crf if key == 'crf' else self.loss_rw
+                losses[loss_fn.loss_name] = loss_fn(scores, tgt)
+        if self.loss_crf is not None and 'crf' not in which:
+            # keep the logged keys stable between CRF iterations
+            losses[self.loss_crf.loss_name] = cams.sum() * 0
+        return losses
+
+    def _small_images(self, inputs: Tensor, data_samples: SampleList,
+                      size: Tuple[int, int]) -> np.ndarray:
+        """uint8 RGB images ``(N, h, w, 3)`` at the CAM resolution.
+
+        The network input is de-normalised (and turned to RGB) and resized
+        with area interpolation; padding is kept (the CAMs cover it too).
+        """
+        pp = self.data_preprocessor
+        x = inputs.detach().float()
+        if getattr(pp, '_enable_normalize', False):
+            x = x * pp.std + pp.mean
+        if not getattr(pp, 'channel_conversion', False):
+            x = x[:, [2, 1, 0]]
+        x = F.interpolate(x, size=size, mode='area')
+        x = x.clamp(0, 255).round().byte().permute(0, 2, 3, 1)
+        return np.ascontiguousarray(x.cpu().numpy())
+
+    def state_dict_teacher_free(self) -> Dict[str, Tensor]:
+        """The state dict without the teacher (for deployment)."""
+        return {
+            k: v
+            for k, v in self.state_dict().items()
+            if not k.startswith('teacher.')
+        }
+
+    def num_student_params(self) -> int:
+        """Parameters of the student (backbone, neck, heads)."""
+        return sum(p.numel() for name, p in self.named_parameters()
+                   if not name.startswith('teacher.'))

@@ -1,0 +1,293 @@
+# Copyright (c) mmwsss contributors.
+"""CamGuide heuristic pseudo-label targets (dCRF + closing, SLIC RW).
+
+CamGuide (sec. II.J.3) supervises the student CAMs of stage 3 with targets
+``target = morph(algorithm(mask_stochastic))`` (eq. (26)) through a
+cross-entropy (eq. (27)). Two targets are used:
+
+- ``'crf'``: ``closure(dcrf(mask))`` (eq. (28)), a dense CRF (Table III: 5
+  iterations; IRN's label-unary parameterisation, preset ``'irn_label'``)
+  followed by a per-class morphological closing with a 15x15 kernel
+  (:func:`~mmwsss.refine.morph_close`);
+- ``'rw'``: ``SLIC_RW(mask)`` (eq. (29)), the random walk over SLIC
+  superpixels (:class:`~mmwsss.refine.slic_random_walk.SLICRandomWalk`,
+  1100 segments, 12 iterations), without morphology.
+
+The "mask" is the per-image score stack: channel 0 holds the background
+score (the caller puts the stochastic threshold ``tau`` of eq. (6) there)
+and channel ``c`` the normalised CAM of class ``c`` (zero outside the image
+labels).
+"""
+import multiprocessing as mp
+import os
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from mmwsss.registry import TASK_UTILS
+from .densecrf import DenseCRF, _select_keys, morph_close
+from .slic_random_walk import SLICRandomWalk
+
+TARGET_NAMES = ('crf', 'rw')
+
+
+def _one_image(args: tuple) -> Dict[str, np.ndarray]:
+    """Targets of one image; module level so that a pool can pickle it.
+
+    Args:
+        args (tuple): ``(crf, rw, close_kernel, ignore_index, img, scores,
+            labels, which, valid)``, see :meth:`HeuristicTargets.__call__`.
+
+    Returns:
+        dict[str, np.ndarray]: int64 label map (h, w) per name in
+        ``which``.
+    """
+    crf, rw, close_kernel, ignore_index, img, scores, labels, which, \
+        valid = args
+    out = {}
+    for name in which:
+        if name == 'crf':
+            label_map = crf(img, scores, labels)
+            if valid is not None:
+                label_map[~valid] = ignore_index
+            label_map = morph_close(
+                label_map, close_kernel, ignore_index=ignore_index)
+        else:
+            label_map = rw(img, scores, labels)
+            if valid is not None:
+                label_map[~valid] = ignore_index
+        out[name] = label_map.astype(np.int64)
+    return out
+
+
+@TASK_UTILS.register_module()
+class HeuristicTargets:
+    """Batch generator of CamGuide's heuristic targets (eqs. (26)-(29)).
+
+    Images arrive at the CAM resolution (the caller downsizes them), so the
+    spatial standard deviations of the CRF, written for full-size images,
+    should be divided accordingly: pass e.g. ``crf=dict(preset='irn_label',
+    n_iters=5, scale_factor=4.)`` for CAMs at 1/4 of the image size (see
+    :class:`~mmwsss.refine.DenseCRF`). The SLIC segment count is absolute;
+    with 1100 segments on a small CAM grid each superpixel holds only a few
+    pixels.
+
+    Pixels where ``valid_masks`` is False (e.g. the padding of a crop) get
+    ``ignore_index`` in every target; they are set before the closing, so
+    the closing never writes into them.
+
+    With ``num_workers > 0`` the images are processed by a persistent
+    process pool, created on first use with the ``'spawn'`` (default) or
+    ``'forkserver'`` start method, which is safe inside a torch training
+    process (no forked CUDA or OpenMP state). The results are identical to
+    ``num_workers=0``. The pool is not pickled (a copy creates its own) and
+    is shut down by :meth:`close`, on exit of a ``with`` block, or when the
+    object is garbage collected.
+
+    Args:
+        crf (dict, optional): Keyword arguments of
+            :class:`~mmwsss.refine.DenseCRF`. None disables the ``'crf'``
+            target. Defaults to ``dict(preset='irn_label', n_iters=5)``
+            (CamGuide Table III).
+        close_kernel (int): Side of the square closing kernel of the
+            ``'crf'`` target; values <= 1 disable the closing (the paper's
+            "without morphological operations" rows). Defaults to 15
+            (Table III).
+        rw (dict, optional): Keyword arguments of
+            :class:`~mmwsss.refine.slic_random_walk.SLICRandomWalk`. None
+            disables the ``'rw'`` target. Defaults to
+            ``dict(n_segments=1100, n_iters=12)`` (Table III).
+        num_workers (int): Worker processes; 0 runs in the calling
+            process. Defaults to 0.
+        ignore_index (int): Label of pixels outside ``valid_masks``.
+            Defaults to 255.
+        mp_start_method (str): ``'spawn'`` or ``'forkserver'``. Defaults
+            to ``'spawn'``.
+    """
+
+    def __init__(self,
+                 crf: Optional[dict] = dict(preset='irn_label', n_iters=5),
+                 close_kernel: int = 15,
+                 rw: Optional[dict] = dict(n_segments=1100, n_iters=12),
+                 num_workers: int = 0,
+                 ignore_index: int = 255,
+                 mp_start_method: str = 'spawn') -> None:
+        if int(num_workers) != num_workers or num_workers < 0:
+            raise ValueError(f'num_workers must be a non-negative integer, '
+                             f'got {num_workers}')
+        if int(close_kernel) != close_kernel:
+            raise ValueError(f'close_kernel must be an integer, got '
+                             f'{close_kernel}')
+        if mp_start_method not in ('spawn', 'forkserver'):
+            raise ValueError("mp_start_method must be 'spawn' or "
+                             f"'forkserver', got {mp_start_method!r}")
+        if int(ignore_index) != ignore_index or ignore_index <= 0:
+            raise ValueError('ignore_index must be a positive integer (0 is '
+                             f'the background), got {ignore_index}')
+        self.crf = None if crf is None else DenseCRF(**crf)
+        self.rw = None if rw is None else SLICRandomWalk(**rw)
+        self.close_kernel = int(close_kernel)
+        self.num_workers = int(num_workers)
+        self.ignore_index = int(ignore_index)
+        self.mp_start_method = mp_start_method
+        self._pool = None
+        self._pool_pid = None
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(crf={self.crf!r}, '
+                f'close_kernel={self.close_kernel}, rw={self.rw!r}, '
+                f'num_workers={self.num_workers}, '
+                f'ignore_index={self.ignore_index}, '
+                f'mp_start_method={self.mp_start_method!r})')
+
+    # ------------------------------------------------------------------
+    # Pool management
+    # ------------------------------------------------------------------
+    def _get_pool(self):
+        """The persistent pool of this process, created on first use."""
+        if self._pool is not None and self._pool_pid != os.getpid():
+            # Inherited through a fork: the pool belongs to the parent.
+            self._pool = None
+        if self._pool is None:
+            ctx = mp.get_context(self.mp_start_method)
+            self._pool = ctx.Pool(self.num_workers)
+            self._pool_pid = os.getpid()
+        return self._pool
+
+    def close(self) -> None:
+        """Shut the worker pool down (a later call starts a new one)."""
+        pool, self._pool = self._pool, None
+        if pool is not None and self._pool_pid == os.getpid():
+            pool.close()
+            pool.join()
+        self._pool_pid = None
+
+    def __enter__(self) -> 'HeuristicTargets':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        pool = getattr(self, '_pool', None)
+        if pool is not None and getattr(self, '_pool_pid',
+                                        None) == os.getpid():
+            try:
+                pool.terminate()
+            except Exception:  # interpreter shutdown
+                pass
+        self._pool = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state['_pool'] = None
+        state['_pool_pid'] = None
+        return state
+
+    # ------------------------------------------------------------------
+    # Targets
+    # ------------------------------------------------------------------
+    def _check_inputs(
+        self, imgs: np.ndarray, scores: np.ndarray,
+        img_labels: Sequence[Sequence[int]], which: Tuple[str, ...],
+        valid_masks: Optional[np.ndarray]
+    ) -> Tuple[np.ndarray, np.ndarray, List[List[int]], Optional[np.ndarray]]:
+        for name in which:
+            if name not in TARGET_NAMES:
+                raise ValueError(f'which must name targets among '
+                                 f'{TARGET_NAMES}, got {name!r}')
+            if getattr(self, name) is None:
+                raise ValueError(f'target {name!r} requested but it was '
+                                 f'disabled ({name}=None)')
+        imgs = np.asarray(imgs)
+        scores = np.asarray(scores)
+        if imgs.ndim != 4 or imgs.shape[3] != 3:
+            raise ValueError(f'imgs must have shape (N, h, w, 3), got shape '
+                             f'{imgs.shape}')
+        if imgs.dtype != np.uint8:
+            raise ValueError(f'imgs must be uint8 RGB, got dtype '
+                             f'{imgs.dtype}')
+        if scores.ndim != 4:
+            raise ValueError(f'scores must have shape (N, C, h, w), got '
+                             f'shape {scores.shape}')
+        real = np.issubdtype(scores.dtype, np.integer) or np.issubdtype(
+            scores.dtype, np.floating)
+        if scores.dtype == np.bool_ or not real:
+            raise ValueError(f'scores must be real numbers, got dtype '
+                             f'{scores.dtype}')
+        n, h, w = imgs.shape[:3]
+        if scores.shape[0] != n or scores.shape[2:] != (h, w):
+            raise ValueError(f'imgs of shape {imgs.shape} (N, h, w, 3) and '
+                             f'scores of shape {scores.shape} (N, C, h, w) '
+                             'differ in batch or spatial size')
+        if len(img_labels) != imgs.shape[0]:
+            raise ValueError(f'img_labels has {len(img_labels)} entries for '
+                             f'{imgs.shape[0]} images')
+        if not np.all(np.isfinite(scores)):
+            raise ValueError('scores contain NaN or infinite values')
+        labels = []
+        for i, lab in enumerate(img_labels):
+            lab = [int(x) for x in lab]
+            try:
+                _select_keys(scores[i], lab)
+            except ValueError as err:
+                raise ValueError(f'image {i}: {err}') from None
+            labels.append(lab)
+        if valid_masks is not None:
+            valid_masks = np.asarray(valid_masks)
+            if valid_masks.shape != imgs.shape[:3]:
+                raise ValueError(f'valid_masks must have shape (N, h, w) = '
+                                 f'{imgs.shape[:3]}, got '
+                                 f'{valid_masks.shape}')
+            valid_masks = valid_masks.astype(bool)
+        return imgs, scores, labels, valid_masks
+
+    def __call__(
+            self,
+            imgs: np.ndarray,
+            scores: np.ndarray,
+            img_labels: Sequence[Sequence[int]],
+            which: Union[str, Sequence[str]] = ('crf', 'rw'),
+            valid_masks: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+        """Compute the heuristic targets of a batch.
+
+        Args:
+            imgs (np.ndarray): uint8 RGB images ``(N, h, w, 3)`` at the CAM
+                resolution.
+            scores (np.ndarray): Scores ``(N, C, h, w)``: channel 0 the
+                background score (the stochastic threshold of CamGuide
+                eq. (6)), channel ``c`` the normalised CAM of class ``c``.
+            img_labels (Sequence[Sequence[int]]): Foreground class ids of
+                each image, in ``[1, C - 1]``.
+            which (str | Sequence[str]): Targets to compute among
+                ``'crf'`` and ``'rw'``. Defaults to both.
+            valid_masks (np.ndarray, optional): bool ``(N, h, w)``; False
+                pixels get ``ignore_index``. None means all valid.
+
+        Returns:
+            dict[str, np.ndarray]: int64 label maps ``(N, h, w)`` per
+            requested target, with values among ``[0] + img_labels[i]``
+            and ``ignore_index``.
+        """
+        if isinstance(which, str):
+            which = (which, )
+        which = tuple(dict.fromkeys(which))
+        imgs, scores, labels, valid_masks = self._check_inputs(
+            imgs, scores, img_labels, which, valid_masks)
+        n, h, w = imgs.shape[:3]
+        if not which:
+            return {}
+        jobs = [(self.crf, self.rw, self.close_kernel, self.ignore_index,
+                 imgs[i], scores[i], labels[i], which,
+                 None if valid_masks is None else valid_masks[i])
+                for i in range(n)]
+        if self.num_workers > 0 and n > 1:
+            results = self._get_pool().map(_one_image, jobs)
+        else:
+            results = [_one_image(job) for job in jobs]
+        out = {}
+        for name in which:
+            out[name] = np.empty((n, h, w), np.int64)
+            for i, res in enumerate(results):
+                out[name][i] = res[name]
+        return out

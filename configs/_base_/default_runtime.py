@@ -12,5 +12,6 @@ log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
-# Writes checkpoints that load with torch.load(weights_only=True).
-custom_hooks = [dict(type='SafeCheckpointHook')]
+# Writes checkpoints that load with torch.load(weights_only=True), and
+# stores the random generator states in them for an exact resume.
+custom_hooks = [dict(type='SafeCheckpointHook'), dict(type='RNGStateHook')]

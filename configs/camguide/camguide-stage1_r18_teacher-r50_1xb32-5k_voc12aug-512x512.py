@@ -23,6 +23,8 @@ optim_wrapper = dict(
     optimizer=dict(type='Adam', lr=0.1, weight_decay=1e-4))
 param_scheduler = []
 custom_hooks = [
+    dict(type='SafeCheckpointHook'),
+    dict(type='RNGStateHook'),
     dict(type='ReduceLROnLossPlateauHook', patience=500, factor=0.5)
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)

@@ -53,6 +53,7 @@ influence_val_pipeline = [
 # The demo's hooks with the proposal pipelines.
 custom_hooks = [
     dict(type='SafeCheckpointHook'),
+    dict(type='RNGStateHook'),
     dict(
         type='InfluenceHook',
         val_dataset=dict(

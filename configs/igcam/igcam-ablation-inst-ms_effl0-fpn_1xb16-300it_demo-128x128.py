@@ -47,6 +47,7 @@ test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 # Same stages as the demo, without the InfluenceHook.
 custom_hooks = [
     dict(type='SafeCheckpointHook'),
+    dict(type='RNGStateHook'),
     dict(
         type='StageSwitchHook',
         switch_at=[100, 200],

@@ -12,6 +12,7 @@ model = dict(
 # Same stages as the demo, without the InfluenceHook.
 custom_hooks = [
     dict(type='SafeCheckpointHook'),
+    dict(type='RNGStateHook'),
     dict(
         type='StageSwitchHook',
         switch_at=[100, 200],

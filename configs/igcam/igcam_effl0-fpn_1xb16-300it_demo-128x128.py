@@ -117,6 +117,7 @@ loss_paths = dict(
 # Setting custom_hooks replaces the inherited list: keep SafeCheckpointHook.
 custom_hooks = [
     dict(type='SafeCheckpointHook'),
+    dict(type='RNGStateHook'),
     dict(
         type='InfluenceHook',
         val_dataset=dict(

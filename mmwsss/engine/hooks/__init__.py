@@ -1,10 +1,12 @@
 # Copyright (c) mmwsss contributors.
 from .influence_hook import InfluenceHook, preserved_rng_state
 from .loss_plateau_hook import ReduceLROnLossPlateauHook
+from .rng_state_hook import RNGStateHook
 from .safe_checkpoint_hook import SafeCheckpointHook
 from .stage_switch_hook import StageSwitchHook, restart_train_dataloader
 
 __all__ = [
-    'InfluenceHook', 'ReduceLROnLossPlateauHook', 'SafeCheckpointHook', 'StageSwitchHook',
+    'InfluenceHook', 'ReduceLROnLossPlateauHook', 'RNGStateHook',
+    'SafeCheckpointHook', 'StageSwitchHook',
     'preserved_rng_state', 'restart_train_dataloader'
 ]

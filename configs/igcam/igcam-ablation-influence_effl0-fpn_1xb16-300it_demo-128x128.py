@@ -7,12 +7,8 @@ _base_ = ['./igcam_effl0-fpn_1xb16-300it_demo-128x128.py']
 # Proposals (Selective Search, "fast" mode, <= 2000 per image, area >= 100
 # px, aspect <= 4), precomputed for the train split (and the val split,
 # whose images form the influence pool of the full model) by
-#   python tools/generate_proposals.py \
-#       configs/igcam/igcam_effl0-fpn_1xb16-300it_demo-128x128.py \
-#       --split train --out data/demo/proposals/ss-fast --workers 2
-#   python tools/generate_proposals.py \
-#       configs/igcam/igcam_effl0-fpn_1xb16-300it_demo-128x128.py \
-#       --split val --out data/demo/proposals/ss-fast --workers 2
+#   python tools/generate_proposals.py data/demo/JPEGImages \
+#       --out data/demo/proposals/ss-fast --workers 2
 # The head keeps the top 64 (rank) at test time, 64 random in training,
 # plus the whole image.
 proposal_dir = 'data/demo/proposals/ss-fast'

@@ -49,6 +49,27 @@ STAGE3_CFGS = {
 AFF_CFG = CFG + 'affinitynet_effl0_1xb16-300it_demo-128x128.py'
 
 
+def mean_std(vals: Sequence[Optional[float]]) -> str:
+    """``'m ± s'`` in percent over the runs (sample std), ``'-'`` if none."""
+    vals = [100 * v for v in vals if v is not None]
+    if not vals:
+        return '-'
+    if len(vals) == 1:
+        return f'{vals[0]:.1f}'
+    return f'{np.mean(vals):.1f} ± {np.std(vals, ddof=1):.1f}'
+
+
+def write_table(work: str, stem: str, lines: List[str],
+                summary: dict) -> None:
+    """Print the table and write ``<stem>.md`` and ``<stem>.json``."""
+    text = '\n'.join(lines)
+    print('\n' + text, flush=True)
+    with open(osp.join(work, stem + '.md'), 'w') as f:
+        f.write(text + '\n')
+    with open(osp.join(work, stem + '.json'), 'w') as f:
+        json.dump(summary, f, indent=2)
+
+
 def _load_demo_module():
     spec = importlib.util.spec_from_file_location(
         'mmwsss_run_demo', osp.join(ROOT, 'tools', 'run_demo.py'))
@@ -290,14 +311,7 @@ class Ablation:
             n_params[name] = params(cfg, True)
         n_params['Our + RW (AffinityNet)'] = n_params[list(STAGE3_CFGS)[-1]]
 
-        def ms(vals):
-            vals = [100 * v for v in vals if v is not None]
-            if not vals:
-                return '-'
-            if len(vals) == 1:
-                return f'{vals[0]:.1f}'
-            return f'{np.mean(vals):.1f} ± {np.std(vals, ddof=1):.1f}'
-
+        ms = mean_std
         lines = [
             '| method | params (M) | seeds | global thr | class-wise thr |'
             ' + dCRF (global thr) |', '|---|---|---|---|---|---|'
@@ -313,12 +327,7 @@ class Ablation:
                 params_m=n_params.get(name),
                 runs=[{k: v
                        for k, v in r.items() if k != 'scores'} for r in rs])
-        text = '\n'.join(lines)
-        print('\n' + text, flush=True)
-        with open(osp.join(self.work, 'camguide_ablation.md'), 'w') as f:
-            f.write(text + '\n')
-        with open(osp.join(self.work, 'camguide_ablation.json'), 'w') as f:
-            json.dump(summary, f, indent=2)
+        write_table(self.work, 'camguide_ablation', lines, summary)
         return summary
 
 

@@ -124,8 +124,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         '--reps',
         type=int,
-        default=7,
-        help='timed blocks per model (default 7)')
+        default=5,
+        help='timed blocks per model (default 5)')
     p.add_argument(
         '--iters',
         type=int,

@@ -423,3 +423,44 @@ def test_eval_label_maps_tool_errors(tmp_path):
     (gt_dir / 'a.png').write_bytes(b'not a png')
     with pytest.raises(SystemExit, match=r'cannot read label map .*a\.png'):
         tool.main(args + ['--num-classes', '3'])
+
+
+def test_all_zero_cams_give_background_not_nan():
+    """CAMs that are zero everywhere (a dead classifier) are normalised
+    with ``norm_eps``: every pixel goes to background, no NaN."""
+    model = tiny_segmentor(4)
+    with torch.no_grad():
+        model.cam_head.classifier.weight.zero_()
+        out = model.predict(torch.rand(1, 3, 32, 32), [sample([1, 3])])
+    scores = out[0].seg_logits.data
+    assert torch.isfinite(scores).all()
+    assert torch.equal(scores[1:], torch.zeros_like(scores[1:]))
+    assert int(out[0].pred_sem_seg.data.max()) == 0
+
+
+def test_image_smaller_than_the_crop(demo, demo_copy):
+    """A 40x30 image with a 64x64 crop: RandomCrop keeps the whole image
+    (no error), the data preprocessor pads it to the batch size with
+    ``pad_val`` (image) and ``seg_pad_val`` 255 (mask, ignored)."""
+    img_path = demo_copy / 'JPEGImages' / 'demo_000000.jpg'
+    cv2.imwrite(str(img_path), np.full((30, 40, 3), 90, np.uint8))
+    ds = demo_dataset(
+        demo_copy,
+        pipeline=[
+            dict(type='mmseg.LoadImageFromFile'),
+            dict(type='mmseg.RandomCrop', crop_size=(64, 64)),
+            dict(type='PackWSSSInputs')
+        ])
+    item = ds.prepare_data(0)
+    assert tuple(item['inputs'].shape) == (3, 30, 40)
+    pre = MODELS.build(
+        dict(
+            type='mmseg.SegDataPreProcessor',
+            mean=[0., 0., 0.],
+            std=[1., 1., 1.],
+            size=(64, 64),
+            pad_val=0,
+            seg_pad_val=255))
+    batch = pre(pseudo_collate([item]), training=True)
+    assert tuple(batch['inputs'].shape) == (1, 3, 64, 64)
+    assert float(batch['inputs'][0, :, 30:, :].abs().max()) == 0.0

@@ -338,3 +338,15 @@ def test_bad_arguments(sample):
         LoadProposals('x', min_size=-1)
     with pytest.raises(KeyError, match='LoadProposals'):
         AlignProposals()(dict(img=np.zeros((2, 2, 3))))
+
+
+def test_empty_proposal_file_gives_no_boxes(sample):
+    """A file with zero boxes (Selective Search found nothing that passed
+    the filters) is valid: the image gets no proposals and the instance
+    head falls back to the whole image (its always-present proposal)."""
+    path = sample['prop_dir'] + '/img_0001.npz'
+    atomic_save_npz(
+        path, boxes=np.zeros((0, 4), np.float32), img_shape=np.array([H, W]))
+    results = LoadProposals(sample['prop_dir'])(_fresh(sample))
+    assert results['proposals'].shape == (0, 4)
+    assert results['proposal_ranks'].shape == (0, )

@@ -45,7 +45,13 @@ model = dict(
         close_kernel=5,
         rw=dict(n_segments=70, n_iters=12),
         num_workers=0),
-    train_cfg=dict(tau_range=(0.05, 0.30), crf_interval=4),
+    # Table III's tau ~ U(0.05, 0.30) brackets the background threshold of
+    # VOC CAMs (0.15-0.25); the demo CAMs are broad (seed threshold
+    # 0.75-0.80), and with the VOC range every target is foreground almost
+    # everywhere (measured, seed 0: stage-3 seeds fell from 25.2 to 17.5
+    # mIoU). The range is therefore moved with the seed threshold:
+    # [thr - 0.15, thr + 0.10] = (0.65, 0.90).
+    train_cfg=dict(tau_range=(0.65, 0.90), crf_interval=4),
     test_cfg=dict(bg_thr=0.75))
 max_iters = 300
 # Table III: SGD + Nesterov 0.9, lr 0.009, wd 1e-4, poly; the new head

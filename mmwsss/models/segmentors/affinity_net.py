@@ -15,7 +15,7 @@ from torch import Tensor
 # imported for its registration (``type='AffinityHead'``)
 from mmwsss.models.heads.affinity_head import AffinityHead  # noqa: F401
 from mmwsss.refine.affinity_random_walk import (random_walk, sparse_transition)
-from mmwsss.registry import MODELS, TASK_UTILS
+from mmwsss.registry import MODELS
 from .cam_segmentor import CAMSegmentor
 
 BG_MODES = ('power', 'const')
@@ -174,19 +174,12 @@ class AffinityNet(BaseSegmentor):
                              f'{cfg["bg_alpha"]}')
         return cfg
 
-    def set_refiner(self, refine: OptConfigType) -> None:
-        """Set (or, with None, remove) the refinement step of ``predict``."""
-        self.test_cfg['refine'] = refine
-        self.refiner = TASK_UTILS.build(refine) if refine else None
+    # shared with the CAM segmentor
+    set_refiner = CAMSegmentor.set_refiner
 
     # ------------------------------------------------------------------
     # training
-    def extract_feat(self, inputs: Tensor) -> List[Tensor]:
-        """Backbone (+ neck) features."""
-        x = self.backbone(inputs)
-        if self.neck is not None:
-            x = self.neck(x)
-        return x
+    extract_feat = CAMSegmentor.extract_feat
 
     def affinity_features(self, inputs: Tensor) -> Tensor:
         """Affinity features ``(N, D, h, w)`` of a batch."""

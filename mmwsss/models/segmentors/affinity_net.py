@@ -16,7 +16,7 @@ from torch import Tensor
 from mmwsss.models.heads.affinity_head import AffinityHead  # noqa: F401
 from mmwsss.refine.affinity_random_walk import (random_walk, sparse_transition)
 from mmwsss.registry import MODELS
-from .cam_segmentor import CAMSegmentor
+from .cam_segmentor import CAMSegmentor, merge_known_keys
 
 BG_MODES = ('power', 'const')
 
@@ -154,12 +154,8 @@ class AffinityNet(BaseSegmentor):
 
     @staticmethod
     def _check_test_cfg(test_cfg: OptConfigType) -> dict:
-        cfg = dict(DEFAULT_TEST_CFG)
-        for key, value in dict(test_cfg or {}).items():
-            if key not in cfg:
-                raise KeyError(f'unknown AffinityNet test_cfg key "{key}"; '
-                               f'known keys: {sorted(cfg)}')
-            cfg[key] = value
+        cfg = merge_known_keys(DEFAULT_TEST_CFG, test_cfg,
+                               'AffinityNet test_cfg')
         if cfg['bg_mode'] not in BG_MODES:
             raise ValueError(f'test_cfg.bg_mode must be one of {BG_MODES}, '
                              f'got {cfg["bg_mode"]!r}')

@@ -30,6 +30,28 @@ DEFAULT_TEST_CFG = dict(
     refine=None)
 
 
+def merge_known_keys(defaults: dict, given: OptConfigType,
+                     owner: str) -> dict:
+    """``defaults`` updated with ``given``; unknown keys are refused.
+
+    Args:
+        defaults (dict): Every known key with its default value.
+        given (dict, optional): The user's settings.
+        owner (str): Named in the error, e.g. ``'CAMSegmentor test_cfg'``.
+
+    Raises:
+        KeyError: ``given`` has a key that ``defaults`` lacks (a typo would
+            otherwise be ignored silently).
+    """
+    cfg = dict(defaults)
+    for key, value in dict(given or {}).items():
+        if key not in cfg:
+            raise KeyError(f'unknown {owner} key "{key}"; known keys: '
+                           f'{sorted(cfg)}')
+        cfg[key] = value
+    return cfg
+
+
 @MODELS.register_module()
 class CAMSegmentor(BaseSegmentor):
     """Class activation map segmentor trained from image-level labels.
@@ -95,12 +117,8 @@ class CAMSegmentor(BaseSegmentor):
 
     @staticmethod
     def _check_test_cfg(test_cfg: OptConfigType) -> dict:
-        cfg = dict(DEFAULT_TEST_CFG)
-        for key, value in dict(test_cfg or {}).items():
-            if key not in cfg:
-                raise KeyError(f'unknown CAMSegmentor test_cfg key "{key}"; '
-                               f'known keys: {sorted(cfg)}')
-            cfg[key] = value
+        cfg = merge_known_keys(DEFAULT_TEST_CFG, test_cfg,
+                               'CAMSegmentor test_cfg')
         if not cfg['scales']:
             raise ValueError('test_cfg.scales must not be empty')
         return cfg

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from mmwsss.registry import MODELS, TASK_UTILS
 from ..heads.cam_head import label_rows
-from .cam_segmentor import CAMSegmentor
+from .cam_segmentor import CAMSegmentor, merge_known_keys
 
 #: ``train_cfg`` keys of :class:`CamGuideSegmentor` and their defaults.
 DEFAULT_TRAIN_CFG = dict(
@@ -249,12 +249,8 @@ class CamGuideSegmentor(CAMSegmentor):
 
     @staticmethod
     def _check_train_cfg(train_cfg: OptConfigType) -> dict:
-        cfg = dict(DEFAULT_TRAIN_CFG)
-        for key, value in dict(train_cfg or {}).items():
-            if key not in cfg:
-                raise KeyError(f'unknown CamGuideSegmentor train_cfg key '
-                               f'"{key}"; known keys: {sorted(cfg)}')
-            cfg[key] = value
+        cfg = merge_known_keys(DEFAULT_TRAIN_CFG, train_cfg,
+                               'CamGuideSegmentor train_cfg')
         lo, hi = cfg['tau_range']
         if not 0 <= lo <= hi <= 1:
             raise ValueError('train_cfg.tau_range must satisfy 0 <= beta <= '

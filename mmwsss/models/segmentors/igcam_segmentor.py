@@ -11,7 +11,7 @@ from torch import Tensor
 from mmwsss.influence import (ClassifierInfluence, SolveInfo,
                               aggregate_scales, normalise_maps)
 from mmwsss.registry import MODELS
-from .cam_segmentor import CAMSegmentor
+from .cam_segmentor import CAMSegmentor, merge_known_keys
 
 DEFAULT_INFLUENCE_CFG = dict(
     momentum=0.01,
@@ -122,13 +122,9 @@ class IGCAMSegmentor(CAMSegmentor):
         if influence_cfg is None:
             self.influence_cfg = None
         else:
-            cfg = dict(DEFAULT_INFLUENCE_CFG)
-            for key, value in dict(influence_cfg).items():
-                if key not in cfg:
-                    raise KeyError(f'unknown influence_cfg key "{key}"; '
-                                   f'known keys: {sorted(cfg)}')
-                cfg[key] = value
-            self.influence_cfg = cfg
+            self.influence_cfg = merge_known_keys(DEFAULT_INFLUENCE_CFG,
+                                                  influence_cfg,
+                                                  'influence_cfg')
         self.influence: List[ClassifierInfluence] = []
         self._influence_device = torch.device('cpu')
         if self.influence_cfg is not None:

@@ -5,8 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
+# e.g. RESULTS_ARGS=--report-only to only redraw tables and figures
+RESULTS_ARGS ?=
 
-.PHONY: venv test demo bench clean-demo
+.PHONY: venv test demo bench results clean-demo
 
 venv:
 	@PYTHON=$(PYTHON) VENV=$(abspath $(VENV)) bash tools/misc/setup_venv.sh
@@ -19,6 +21,13 @@ demo: venv
 
 bench: venv
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# issue #6: both ablations, the final model on the best pseudo-labels and
+# the upper bound for 3 seeds (hours on CPU; finished stages are skipped),
+# then the tables and PNGs in docs/en/_static/results
+results: venv
+	$(PY) tools/analysis_tools/wsss_results.py --seeds 0 1 2 \
+		--update-readmes $(RESULTS_ARGS)
 
 clean-demo:
 	rm -rf $(DEMO_DIR) data/demo

@@ -325,7 +325,11 @@ class CAMSegmentor(BaseSegmentor):
 
         Returns:
             list[SegDataSample]: Samples with ``seg_logits`` (class scores,
-            background first) and ``pred_sem_seg``.
+            background first), ``pred_sem_seg`` and ``pred_img_logits``:
+            the ``(num_classes - 1,)`` foreground image logits (before
+            sigmoid) of :meth:`multi_scale_cams`, i.e. averaged over the
+            ``test_cfg`` scales and flips, read by
+            :class:`~mmwsss.evaluation.MultiLabelClsMetric`.
         """
         if data_samples is None:
             h, w = inputs.shape[2:]
@@ -353,4 +357,6 @@ class CAMSegmentor(BaseSegmentor):
                 dict(
                     seg_logits=PixelData(data=scores),
                     pred_sem_seg=PixelData(data=pred[None])))
+            # image-level logits for mmwsss.MultiLabelClsMetric
+            ds.set_field(logits[i].detach(), 'pred_img_logits')
         return data_samples

@@ -31,8 +31,11 @@ fusion, max norm and a constant background score ``--bg-thr`` (default
 
 - **ours**: :func:`mmwsss.apis.make_pseudo_labels` (what
   ``tools/make_pseudo_labels.py`` runs) with ``refine='irn_label'`` and
-  ``--workers`` (default 2) label-assignment processes, into a fresh
-  folder per repetition. Timed end to end: dataset and model building,
+  ``--procs`` (default: one per usable CPU, the tool's ``--procs auto``)
+  forked inference processes of one thread each, every one refining and
+  writing its own images (``--procs 1``: one process whose pool of
+  ``--workers`` processes runs the CRF), into a fresh folder per
+  repetition. Timed end to end: dataset and model building,
   checkpoint hashing and loading, worker pool start, inference, CRF, PNGs
   (the loop time from its meta file is printed too).
 - **reference**: written here in the IRN manner (``make_cam.py`` +
@@ -56,8 +59,9 @@ every page of that heap copy-on-write (both measured at several seconds
 per run here). The two alternate (ours, reference, ours, reference, ...)
 for ``--reps`` (default 3) repetitions; medians are reported. Both run
 under ``torch.inference_mode`` / ``no_grad`` with the torch thread count
-inherited from the environment (``OMP_NUM_THREADS``); ours lowers it to
-``cpus - workers`` (at least 1) while its pool runs, as
+inherited from the environment (``OMP_NUM_THREADS``); ours splits it
+over its ``procs`` processes (``threads // procs``, at least 1; with
+``--procs 1`` it lowers it to ``cpus - workers`` while its pool runs), as
 ``make_pseudo_labels`` does. The default run (6 images x 3 repetitions,
 label check, breakdown) takes about 3 minutes on 2 CPU cores shared with
 other work.
@@ -164,7 +168,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--workers',
         type=int,
         default=2,
-        help='label-assignment processes of ours (default 2)')
+        help='label-assignment processes of ours with --procs 1 '
+        '(default 2)')
+    p.add_argument(
+        '--procs',
+        type=int,
+        default=None,
+        help='inference processes of ours (default: one per usable CPU, '
+        'as tools/make_pseudo_labels.py --procs auto)')
     p.add_argument(
         '--config',
         default=DEFAULT_CFG,
@@ -189,7 +200,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         'folder, removed at the end)')
     # one timed run in a fresh process (used by the script itself)
     p.add_argument(
-        '--child', choices=('ours', 'reference'), help=argparse.SUPPRESS)
+        '--child',
+        choices=('ours', 'ours_fast', 'reference'),
+        help=argparse.SUPPRESS)
     p.add_argument('--child-out', help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -448,7 +461,8 @@ def child(args: argparse.Namespace) -> None:
     ckpt = osp.join(args.work_dir, 'cam_bench.pth')
     cfg = bench_cfg(args.config, data_root, args.bg_thr, args.init)
     result = {}
-    if args.child == 'ours':
+    if args.child in ('ours', 'ours_fast'):
+        fast = args.child == 'ours_fast'
         t = time.perf_counter()
         res = make_pseudo_labels(
             cfg,
@@ -457,6 +471,9 @@ def child(args: argparse.Namespace) -> None:
             split='test',
             refine='irn_label',
             workers=args.workers,
+            procs=args.procs,
+            fuse_conv_bn=fast,
+            channels_last=fast,
             progress=False)
         result['seconds'] = time.perf_counter() - t
         if res['processed'] != args.images:
@@ -487,7 +504,8 @@ def run_child(args: argparse.Namespace, path: str, work: str,
         '--work-dir', work, '--config', args.config, '--init', args.init,
         '--bg-thr',
         str(args.bg_thr), '--workers',
-        str(args.workers), '--images',
+        str(args.workers), '--procs',
+        str(args.procs), '--images',
         str(args.images)
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -502,6 +520,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.images < 1 or args.reps < 1 or args.workers < 1:
         raise SystemExit('--images, --reps and --workers must be >= 1')
+    if args.procs is None:
+        args.procs = len(os.sched_getaffinity(0))
     register_all_modules(init_default_scope=False)
     MMLogger.get_current_instance().setLevel(logging.WARNING)
     if args.child:
@@ -535,18 +555,20 @@ def main(argv=None) -> None:
               f'scales {SCALES} + flip, irn_label dCRF (10 iters), config '
               f'{osp.relpath(args.config, ROOT)} ({args.init} weights, seed '
               f'{args.seed}), bg_thr {bg_thr}, torch threads '
-              f'{torch.get_num_threads()}, ours workers {args.workers}, '
+              f'{torch.get_num_threads()}, ours procs {args.procs} '
+              f'(workers {args.workers if args.procs == 1 else "unused"}), '
               f'cpus {len(os.sched_getaffinity(0))}, one fresh process per '
               f'run, data {time.perf_counter() - t0:.1f} s')
         sys.stdout.flush()
 
-        runs: Dict[str, List[dict]] = {'ours': [], 'reference': []}
+        paths = ('ours', 'ours_fast', 'reference')
+        runs: Dict[str, List[dict]] = {p: [] for p in paths}
         for rep in range(args.reps):
-            for path in ('ours', 'reference'):
+            for path in paths:
                 out = osp.join(work, f'{path}_{rep}')
                 runs[path].append(run_child(args, path, work, out))
-            print(f'rep {rep}: ours {runs["ours"][-1]["seconds"]:.1f} s, '
-                  f'reference {runs["reference"][-1]["seconds"]:.1f} s')
+            print(f'rep {rep}: ' + ', '.join(
+                f'{p} {runs[p][-1]["seconds"]:.1f} s' for p in paths))
             sys.stdout.flush()
 
         def med(path: str, key: str) -> float:
@@ -558,6 +580,10 @@ def main(argv=None) -> None:
         print(f'pseudo_labels_ours_img_per_s: {args.images / ours_s:.3f}')
         print(f'pseudo_labels_reference_img_per_s: {args.images / ref_s:.3f}')
         print(f'pseudo_labels_speedup: {ref_s / ours_s:.2f} (goal >= 1.5)')
+        fast_s = med('ours_fast', 'seconds')
+        print(f'pseudo_labels_fast_img_per_s: {args.images / fast_s:.3f}')
+        print(f'pseudo_labels_speedup_fast: {ref_s / fast_s:.2f} (goal >= '
+              '1.5; ours with --fuse-conv-bn --channels-last)')
         print(f'pseudo_labels_speedup_loop: {ref_loop / ours_loop:.2f} '
               f'(without model building and checkpoint loading: ours '
               f'{args.images / ours_loop:.3f} img/s, reference '
@@ -579,6 +605,11 @@ def main(argv=None) -> None:
             if agree != 1.0:
                 raise AssertionError(
                     'labels differ from the same-resize reference')
+            agree_fast = agreement(
+                osp.join(work, 'ours_fast_0'), ref_dir, stems[:k])
+            print(f'pseudo_labels_label_agreement_fast: '
+                  f'{100 * agree_fast:.4f}% (--fuse-conv-bn '
+                  '--channels-last against the same reference)')
         if args.breakdown_reps > 0:
             br = breakdown(model, items[0], bg_thr, args.breakdown_reps)
             per_img = ref_loop / args.images

@@ -32,6 +32,27 @@ from mmwsss.apis.pseudo_labels import (REFINE_CHOICES, SCORE_DTYPES, SPLITS,
                                        PseudoLabelError, make_pseudo_labels)
 
 
+def resolve_procs(procs: str, device: Optional[str]) -> int:
+    """``--procs`` as a number: ``auto`` is one per usable CPU on a CPU."""
+    import os
+
+    import torch
+    if procs != 'auto':
+        try:
+            n = int(procs)
+        except ValueError:
+            raise SystemExit(f'--procs must be "auto" or an integer, got '
+                             f'{procs!r}') from None
+        return n
+    dev = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if torch.device(dev).type != 'cpu':
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse command-line arguments."""
     parser = argparse.ArgumentParser(
@@ -73,6 +94,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=1,
         help='processes for label assignment (CRF) and writing, overlapped '
         'with inference; 1 = in the main process (default)')
+    parser.add_argument(
+        '--fuse-conv-bn',
+        action='store_true',
+        help='fold BatchNorm into the convolutions (checked on the first '
+        'image against the unfused model)')
+    parser.add_argument(
+        '--channels-last',
+        action='store_true',
+        help='channels-last memory format (faster CPU convolutions; checked '
+        'the same way)')
+    parser.add_argument(
+        '--procs',
+        default='auto',
+        help='CPU inference: label the images in this many forked processes '
+        'of one thread each, every one refining its own images (the fast '
+        'CPU path; --workers is then unused). "auto" (default): one per '
+        'usable CPU on a CPU, 1 on a GPU')
     parser.add_argument(
         '--num-shards', type=int, default=1, help='number of shards')
     parser.add_argument(
@@ -124,6 +162,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             save_scores=args.save_scores,
             scores_dtype=args.scores_dtype,
             workers=args.workers,
+            procs=resolve_procs(args.procs, args.device),
+            fuse_conv_bn=args.fuse_conv_bn,
+            channels_last=args.channels_last,
             num_shards=args.num_shards,
             shard_id=args.shard_id,
             limit=args.limit,

@@ -479,3 +479,104 @@ def test_from_scores_equals_a_direct_run(demo, tmp_path):
             tmp_path / 'missing',
             refine='none',
             from_scores=str(tmp_path / 'direct'))
+
+
+def test_procs_equal_one_process(demo, tmp_path):
+    """``procs`` forked one-thread processes give the very same files."""
+    one = run(
+        demo, tmp_path / 'p1', refine='psa_softmax', save_scores=True,
+        procs=1)
+    three = run(
+        demo, tmp_path / 'p3', refine='psa_softmax', save_scores=True,
+        procs=3, workers=2)
+    assert one['processed'] == three['processed'] == 6
+    for name in demo.names:
+        np.testing.assert_array_equal(
+            read_png(tmp_path / 'p1' / f'{name}.png')[2],
+            read_png(tmp_path / 'p3' / f'{name}.png')[2])
+        with np.load(tmp_path / 'p1' / 'scores' / f'{name}.npz') as a, \
+                np.load(tmp_path / 'p3' / 'scores' / f'{name}.npz') as b:
+            np.testing.assert_array_equal(a['scores'], b['scores'])
+            np.testing.assert_array_equal(a['img_labels'], b['img_labels'])
+    meta = json.loads((tmp_path / 'p3' / 'meta.json').read_text())
+    assert meta['complete'] and meta['done'] == 6
+    assert sorted(p.name for p in (tmp_path / 'p3').glob('meta*')) == [
+        'meta.json'
+    ]
+    assert not tmp_files(tmp_path / 'p3')
+    # resumable like one process: nothing left to do
+    again = run(demo, tmp_path / 'p3', refine='psa_softmax', save_scores=True,
+                procs=3)
+    assert again['skipped'] == 6 and again['processed'] == 0
+    with pytest.raises(PseudoLabelError, match='procs must be >= 1'):
+        run(demo, tmp_path / 'p0', procs=0)
+
+
+def test_procs_report_a_corrupt_image_and_keep_the_rest(demo, tmp_path):
+    import shutil
+    root = tmp_path / 'data'
+    shutil.copytree(demo.root, root)
+    bad = root / 'JPEGImages' / f'{demo.names[3]}.jpg'
+    bad.write_bytes(b'not a jpeg')
+    cfg = tiny_cfg(root)
+    out = tmp_path / 'out'
+    with pytest.raises(PseudoLabelError, match=demo.names[3]):
+        make_pseudo_labels(
+            cfg, demo.ckpt, str(out), refine='none', procs=2, progress=False)
+    written = {p.stem for p in out.glob('*.png')}
+    assert demo.names[3] not in written
+    assert written  # the other process (and earlier images) finished
+    assert not tmp_files(out)
+
+
+def test_fuse_conv_bn_and_channels_last(demo, tmp_path, monkeypatch):
+    """Folded BN + channels-last: same labels, scores within rounding."""
+    import mmcv.cnn
+    real_fuse, left = mmcv.cnn.fuse_conv_bn, []
+
+    def spy(module):
+        module = real_fuse(module)
+        left.append(
+            sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                for m in module.modules()))
+        return module
+
+    monkeypatch.setattr(mmcv.cnn, 'fuse_conv_bn', spy)
+    plain = run(demo, tmp_path / 'plain', refine='none', save_scores=True)
+    fast = run(
+        demo,
+        tmp_path / 'fast',
+        refine='none',
+        save_scores=True,
+        fuse_conv_bn=True,
+        channels_last=True,
+        procs=2)
+    assert plain['processed'] == fast['processed'] == 6
+    for name in demo.names:
+        with np.load(tmp_path / 'plain' / 'scores' / f'{name}.npz') as a, \
+                np.load(tmp_path / 'fast' / 'scores' / f'{name}.npz') as b:
+            np.testing.assert_allclose(
+                b['scores'], a['scores'], rtol=1e-4, atol=1e-5)
+        # float rounding may flip an exact tie; nothing more
+        same = (read_png(tmp_path / 'plain' / f'{name}.png')[2] ==
+                read_png(tmp_path / 'fast' / f'{name}.png')[2]).mean()
+        assert same >= 0.999
+    assert left == [0]  # every BatchNorm was folded
+
+
+def test_fast_model_refuses_a_model_it_would_break(demo, tmp_path,
+                                                   monkeypatch):
+    """A conversion that changes the scores is refused, nothing written."""
+    import mmcv.cnn
+
+    def bad_fuse(module):
+        for p in module.parameters():
+            with torch.no_grad():
+                p.mul_(1.5)
+        return module
+
+    monkeypatch.setattr(mmcv.cnn, 'fuse_conv_bn', bad_fuse)
+    out = tmp_path / 'bad'
+    with pytest.raises(PseudoLabelError, match='fuse_conv_bn changes'):
+        run(demo, out, refine='none', fuse_conv_bn=True)
+    assert not list(out.glob('*.png'))

@@ -281,7 +281,7 @@ class Ablation:
                    [self.row(TEACHER_CFG, teacher, t_work, 'teacher')]}
         for seed in self.args.seeds:
             for name, r in self.run_seed(teacher, seed).items():
-                results.setdefault(name, []).append(r)
+                results.setdefault(name, []).append(dict(r, seed=seed))
         out = self.report(results)
         return out
 

@@ -168,7 +168,7 @@ class IGCAMAblation:
         results: Dict[str, List[dict]] = {}
         for seed in self.args.seeds:
             for name, r in self.run_seed(seed).items():
-                results.setdefault(name, []).append(r)
+                results.setdefault(name, []).append(dict(r, seed=seed))
         return self.report(results)
 
     def report(self, results: Dict[str, List[dict]]) -> dict:

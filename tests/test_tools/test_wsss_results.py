@@ -310,6 +310,58 @@ def test_missing_seed_and_stale_json_are_reported(fake, report, capsys):
     assert (out / 'ablation_bars.png').is_file()
 
 
+def test_previous_results_fill_missing_seeds(fake, report, tmp_path):
+    """Seeds whose folders are gone come back from results.json."""
+    prev = report['out'] / 'results.json'
+    empty = tmp_path / 'fresh'
+
+    def run(out, dirs, *extra):
+        return tool.main([
+            '--report-only', '--seeds', '0', '1', '2', '--work-dir',
+            str(dirs['res']), '--out-dir',
+            str(out), '--camguide-dir',
+            str(dirs['cg']), '--igcam-dir',
+            str(dirs['ig']), '--data-root',
+            str(fake['data']), '--grid-images', '2', '--grid-tile', '32',
+            *extra
+        ])
+
+    gone = dict(cg=empty / 'cg', ig=empty / 'ig', res=empty / 'res')
+    summary = run(tmp_path / 'out', gone, '--previous', str(prev))
+    want = (report['out'] / 'table_ablation.md').read_text()
+    assert (tmp_path / 'out' / 'table_ablation.md').read_text() == want
+    notes = '\n'.join(summary['notes'])
+    assert 'IG-CAM seed 0: numbers carried over' in notes
+    assert 'CamGuide shared run: numbers carried over' in notes
+    assert 'seed 1 missing' not in notes and 'seed 2 missing' in notes
+    finals = {f['seed']: f for f in summary['finals']}
+    assert finals[0]['source'] == 'previous'
+    assert finals[0]['final_miou'] == pytest.approx(0.415)
+    assert finals[0]['best']['row'] == CAMGUIDE_BEST
+    # nothing to draw from carried numbers: no grid, and no crash
+    assert summary['grid'] is None
+    # the default previous is OUT_DIR/results.json; --no-previous ignores it
+    s2 = run(tmp_path / 'out', gone)
+    assert (tmp_path / 'out' / 'table_ablation.md').read_text() == want
+    assert s2['rows'] == summary['rows']
+    s3 = run(tmp_path / 'out', gone, '--no-previous')
+    assert 'CamGuide: seed 0 missing' in '\n'.join(s3['notes'])
+    # folders win over the previous numbers of the same seed
+    doctored = json.loads(prev.read_text())
+    for r in doctored['rows']:
+        for x in r['runs']:
+            x['miou_global'] = 0.99
+    bad = tmp_path / 'doctored.json'
+    bad.write_text(json.dumps(doctored))
+    run(tmp_path / 'out4', fake['dirs'], '--previous', str(bad))
+    assert (tmp_path / 'out4' / 'table_ablation.md').read_text() == want
+    with pytest.raises(FileNotFoundError, match='nope.json'):
+        run(tmp_path / 'out5', gone, '--previous', str(tmp_path / 'nope.json'))
+    bad.write_text('{"rows": [{"method": "igcam"}]}')
+    with pytest.raises(ValueError, match='doctored.json'):
+        run(tmp_path / 'out5', gone, '--previous', str(bad))
+
+
 def _colour(label):
     out = np.zeros(label.shape + (3, ), np.uint8)
     for y in range(label.shape[0]):

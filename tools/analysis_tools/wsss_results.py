@@ -54,6 +54,15 @@ that no seed folder reproduces is reported as stale). Mean and std are the
 drivers' ``mean_std`` (sample std, ``ddof=1``). Missing seeds or rows are
 listed in the output, never fatal in ``--report-only``.
 
+The run folders live in ``work_dirs`` and do not outlive the machine, but
+``results.json`` is committed with the tables: a seed found in no folder
+and no driver JSON is filled from the previous ``results.json`` (``OUT_DIR/
+results.json`` or ``--previous``; ``--no-previous`` turns this off), and the
+notes name every carried seed. Seeds can so be trained in separate
+sessions: e.g. ``igcam_ablation.py --seeds 2`` on a fresh machine, then
+``--report-only --seeds 0 1 2``. Carried runs are numbers only (no
+pictures, never pseudo-label candidates).
+
 Example::
 
     python tools/analysis_tools/wsss_results.py --seeds 0 1 2
@@ -298,16 +307,74 @@ def _same(a: dict, b: dict) -> bool:
         for k in ('miou_global', 'miou_classwise') if k in a and k in b)
 
 
-def collect(specs: Sequence[RowSpec], dirs: Dict[str, str],
-            seeds: Sequence[int], driver_json: Dict[str,
-                                                    Optional[str]]) -> dict:
+def load_previous(path: str) -> dict:
+    """Per-seed runs and finals of an earlier ``results.json``.
+
+    The run folders live under ``work_dirs`` and do not survive a fresh
+    checkout, while ``results.json`` is committed with the tables; reading
+    it back lets seeds trained at different times (or on different
+    machines) be reported together. Only the numbers come back: a carried
+    run has no score or label folder, so it is never a pseudo-label
+    candidate and never drawn in the grid.
+
+    Args:
+        path (str): A ``results.json`` written by this script.
+
+    Returns:
+        dict: ``rows`` (``{(method, row): {seed: run}}``, the shared rows
+        under seed None), ``params`` (``{(method, row): params_m}``) and
+        ``finals`` (``{seed: final}``).
+    """
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get('rows'), list):
+        raise ValueError(f'{path}: not a results.json of this script '
+                         '(no "rows" list)')
+    rows: Dict[Tuple[str, str], Dict[Optional[int], dict]] = {}
+    params: Dict[Tuple[str, str], Optional[float]] = {}
+    for r in data['rows']:
+        try:
+            key = (r['method'], r['row'])
+            runs = r['runs']
+        except (KeyError, TypeError) as e:
+            raise ValueError(f'{path}: a row lacks method/row/runs '
+                             f'({e!r})') from e
+        params[key] = r.get('params_m')
+        for run in runs:
+            if 'seed' not in run or 'miou_global' not in run:
+                raise ValueError(f'{path}: row "{r["row"]}" has a run '
+                                 'without seed or miou_global')
+            carried = {
+                k: v
+                for k, v in run.items()
+                if k not in ('scores_dir', 'crf_labels_dir', 'source')
+            }
+            rows.setdefault(key, {})[run['seed']] = dict(
+                carried, source='previous')
+    finals = {
+        f['seed']: f
+        for f in data.get('finals', [])
+        if isinstance(f, dict) and 'seed' in f
+    }
+    return dict(rows=rows, params=params, finals=finals)
+
+
+def collect(specs: Sequence[RowSpec],
+            dirs: Dict[str, str],
+            seeds: Sequence[int],
+            driver_json: Dict[str, Optional[str]],
+            previous: Optional[dict] = None) -> dict:
     """Per-seed runs of every row, cross-checked with the drivers' JSON.
+
+    A seed found neither in the folders nor in the drivers' JSON is taken
+    from ``previous`` (an earlier ``results.json``, see
+    :func:`load_previous`) and said so in the notes.
 
     Args:
         specs (Sequence[RowSpec]): The rows.
         dirs (dict): ``cg``, ``ig`` and ``res`` folders.
         seeds (Sequence[int]): The seeds.
         driver_json (dict): ``{'camguide': path, 'igcam': path}``.
+        previous (dict, optional): From :func:`load_previous`.
 
     Returns:
         dict: ``rows`` (``{(method, name): {'spec', 'params_m', 'runs':
@@ -323,6 +390,7 @@ def collect(specs: Sequence[RowSpec], dirs: Dict[str, str],
             notes.append(f'{METHOD_TITLES[drv]}: no driver JSON {path} yet '
                          '(numbers read from the seed folders)')
     rows = {}
+    carried: set = set()
     missing: List[Tuple[RowSpec, Optional[int], str]] = []
     for spec in specs:
         runs: Dict[Optional[int], dict] = {}
@@ -344,8 +412,26 @@ def collect(specs: Sequence[RowSpec], dirs: Dict[str, str],
                          f'driver JSON run {i} matches no seed folder of '
                          f'seeds {list(seeds)} (stale or another seed); '
                          'not used')
+        if previous:
+            key = (spec.method, spec.name)
+            for seed, run in previous['rows'].get(key, {}).items():
+                if seed in want and seed not in runs:
+                    runs[seed] = dict(run)
+                    carried.add((spec.driver, seed))
+            if params is None:
+                params = previous['params'].get(key)
         rows[(spec.method, spec.name)] = dict(
             spec=spec, params_m=params, runs=runs)
+    for drv, seed in sorted(carried, key=lambda t: (t[0], -1 if t[1] is None
+                                                    else t[1])):
+        what = 'shared run' if seed is None else f'seed {seed}'
+        notes.append(f'{METHOD_TITLES[drv]} {what}: numbers carried over '
+                     'from the previous results.json (its run folders are '
+                     'not here)')
+    missing = [(spec, seed, path) for spec, seed, path in missing
+               if seed not in rows[(spec.method, spec.name)]['runs']
+               or rows[(spec.method, spec.name)]['runs'][seed].get(
+                   'source') != 'previous']
     absent = set()
     for seed in seeds:
         for drv, key in (('camguide', 'cg'), ('igcam', 'ig')):
@@ -882,6 +968,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=None,
         help='override the final models\' schedule (smoke)')
     p.add_argument('--skip-upper-bound', action='store_true')
+    p.add_argument(
+        '--previous',
+        default=None,
+        help='an earlier results.json whose numbers fill the seeds whose '
+        'run folders are gone (default: OUT_DIR/results.json if present)')
+    p.add_argument(
+        '--no-previous',
+        action='store_true',
+        help='report only what the run folders hold')
     p.add_argument('--grid-images', type=int, default=6)
     p.add_argument(
         '--grid-seed',
@@ -926,6 +1021,13 @@ class Results:
             camguide=osp.join(self.dirs['cg'], 'camguide_ablation.json'),
             igcam=osp.join(self.dirs['ig'], 'igcam_ablation.json'))
         self.ablation = None
+        self.previous = None
+        prev = args.previous or osp.join(self.out, 'results.json')
+        if args.previous and not osp.isfile(_abs(args.previous)):
+            raise FileNotFoundError(f'--previous {args.previous} not found')
+        if not args.no_previous and osp.isfile(_abs(prev)):
+            self.previous = load_previous(_abs(prev))
+            self.log(f'carrying over seeds missing here from {prev}')
 
     # ------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -933,7 +1035,7 @@ class Results:
 
     def collect(self) -> dict:
         return collect(self.specs, self.dirs, self.args.seeds,
-                       self.driver_json)
+                       self.driver_json, self.previous)
 
     def palette(self) -> Tuple[List[List[int]], List[str]]:
         """Palette and class names from the dataset's ``meta.json``."""
@@ -1101,9 +1203,20 @@ class Results:
             cands = candidates(rows, seed, a.select_from, a.include_shared)
             f: Dict[str, Any] = dict(seed=seed)
             out.append(f)
+            prev = (self.previous or {}).get('finals', {}).get(seed)
             if not cands:
-                notes.append(f'seed {seed}: no pseudo-label candidate yet, '
-                             'no final model')
+                if prev and prev.get('best'):
+                    f.update({
+                        k: prev[k]
+                        for k in ('best', 'pseudo_miou', 'final_miou',
+                                  'upper_miou', 'gap') if k in prev
+                    })
+                    f['source'] = 'previous'
+                    notes.append(f'seed {seed}: final model numbers carried '
+                                 'over from the previous results.json')
+                else:
+                    notes.append(f'seed {seed}: no pseudo-label candidate '
+                                 'yet, no final model')
                 continue
             best = select_best(cands)
             f['best'] = {
@@ -1142,8 +1255,9 @@ class Results:
         from PIL import Image
         a = self.args
         seeds = [a.grid_seed] if a.grid_seed is not None else a.seeds
-        seed = next((s for s in seeds if any(s in r['runs']
-                                             for r in rows.values())), None)
+        seed = next((s for s in seeds if any(
+            s in r['runs'] and r['runs'][s].get('source') != 'previous'
+            for r in rows.values())), None)
         if seed is None:
             notes.append('grid: no seed with results, grid.png not written')
             return None
@@ -1162,7 +1276,8 @@ class Results:
 
         def cam(name):
             img = image(name)
-            p = osp.join(base['scores_dir'], name + '.npz') if base else ''
+            p = osp.join(base['scores_dir'], name + '.npz') \
+                if base and base.get('scores_dir') else ''
             if img is None or not osp.isfile(p):
                 return None
             with np.load(p) as d:

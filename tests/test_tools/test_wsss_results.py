@@ -104,6 +104,16 @@ def fake(tmp_path_factory):
                 thr=v['thr'],
                 miou_global=v['miou_global'],
                 miou_classwise=v['miou_classwise'])
+            # tools/test.py on val: seed 0 only, the +CRF row in its own
+            # folder (not +Influence's)
+            if seed in (0, None):
+                vd = Path((spec.val_dir or spec.seed_dir).format(
+                    seed=seed, **dirs))
+                vd.mkdir(parents=True, exist_ok=True)
+                val = 0.3 + 0.01 * i
+                (vd / 'test_metrics.json').write_text(
+                    json.dumps({'mIoU': 100 * val, 'aAcc': 90.0}))
+                truth[str(vd / 'test_metrics.json')] = dict(val=val)
             # the baseline's CRF is this script's, of seed 0 only
             if spec.crf_dir and (spec.crf_by_driver or seed == 0):
                 cd = Path(spec.crf_dir.format(seed=seed, **dirs))
@@ -218,6 +228,9 @@ def test_tables_match_numpy(fake, report):
         assert cells[3] == str(len(seeds))
         assert cells[4] == _ms([v['miou_global'] for v in sweeps])
         assert cells[5] == _ms([v['miou_classwise'] for v in sweeps])
+        val = fake['truth'][(spec.val_dir or spec.seed_dir).format(
+            seed=None if spec.shared else 0, **fake['dirs']) + '/test_metrics.json']['val']
+        assert cells[7] == _ms([val]) + ('' if spec.shared else ' (n=1)')
         if spec.crf_dir is None:
             assert cells[6] == '-'
             continue

@@ -15,7 +15,10 @@ stage whose output exists, so an interrupted run continues:
    and scored at the best global and at class-wise background thresholds
    (``tools/analysis_tools/sweep_thresholds.py``); DenseCRF (IRN label
    unary) at the best global threshold gives the "+ dCRF" column, and the
-   +CRF row uses the config's InfluenceCRF.
+   +CRF row uses the config's InfluenceCRF;
+4. each model is evaluated with ``tools/test.py`` on the held-out val
+   split (the config's test setting; the +CRF row with its InfluenceCRF
+   as the test-time refinement).
 
 Writes ``igcam_ablation.{json,md}`` (mean +- std over seeds) to the work
 dir. Example (about 40 minutes per seed on 2 CPU cores)::
@@ -137,7 +140,10 @@ class IGCAMAblation:
                 thr=res['thr'],
                 miou_global=res['miou_global'],
                 miou_classwise=res['miou_classwise'],
-                crf=self.influence_crf(ckpt, res, osp.join(w, 'influence_crf')))
+                crf=self.influence_crf(ckpt, res, osp.join(w, 'influence_crf')),
+                val_miou=self.cg.val_test(CRF_ROW[1], ckpt,
+                                          osp.join(w, 'influence_crf'),
+                                          CRF_ROW[0]))
         return rows
 
     def influence_crf(self, ckpt: str, res: dict, work: str) -> float:
@@ -175,7 +181,8 @@ class IGCAMAblation:
         ms = self.cg_mod.mean_std
         lines = [
             '| row | seeds | seed, global thr | seed, class-wise thr |'
-            ' + CRF (global thr) |', '|---|---|---|---|---|'
+            ' + CRF (global thr) | val, tools/test.py |',
+            '|---|---|---|---|---|---|'
         ]
         summary = {}
         for name, rs in results.items():
@@ -183,7 +190,8 @@ class IGCAMAblation:
                 f'| {name} | {len(rs)} | '
                 f'{ms([r["miou_global"] for r in rs])} | '
                 f'{ms([r["miou_classwise"] for r in rs])} | '
-                f'{ms([r.get("crf") for r in rs])} |')
+                f'{ms([r.get("crf") for r in rs])} | '
+                f'{ms([r.get("val_miou") for r in rs])} |')
             summary[name] = [{k: v
                               for k, v in r.items() if k != 'scores'}
                              for r in rs]

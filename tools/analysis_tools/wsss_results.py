@@ -148,6 +148,8 @@ class RowSpec:
             where they repeat another row's, e.g. IG-CAM's +CRF).
         shared (bool): One run for all seeds (the CamGuide teacher).
         label (str, optional): Display name (default ``name``).
+        val_dir (str, optional): Folder with the ``tools/test.py`` metrics
+            of the val split, ``test_metrics.json`` (default ``seed_dir``).
     """
     method: str
     name: str
@@ -160,6 +162,7 @@ class RowSpec:
     seed_candidates: bool = True
     shared: bool = False
     label: Optional[str] = None
+    val_dir: Optional[str] = None
 
     @property
     def title(self) -> str:
@@ -195,7 +198,8 @@ def row_specs() -> List[RowSpec]:
             crf_dir=infl + '/influence_crf',
             crf_labels='labels',
             crf_name='+InfluenceCRF',
-            seed_candidates=False))
+            seed_candidates=False,
+            val_dir=infl + '/influence_crf'))
     specs.append(
         RowSpec(
             'camguide', TEACHER_ROW, 'camguide', '{cg}/teacher', shared=True))
@@ -237,8 +241,9 @@ def read_run(spec: RowSpec, dirs: Dict[str, str],
 
     Returns:
         tuple: The run (``thr``, ``miou_global``, ``miou_classwise``,
-        ``thr_vector``, ``scores_dir``, and ``crf`` / ``crf_labels_dir``
-        when scored) or None, and the missing files.
+        ``thr_vector``, ``scores_dir``, ``crf`` / ``crf_labels_dir`` when
+        scored, ``val_miou`` when ``tools/test.py`` ran on the val split)
+        or None, and the missing files.
     """
     sd = _fmt(spec.seed_dir, dirs, seed)
     sweep_path = osp.join(sd, 'threshold_sweep.json')
@@ -257,6 +262,14 @@ def read_run(spec: RowSpec, dirs: Dict[str, str],
     except (KeyError, TypeError) as e:
         raise ValueError(f'{sweep_path} lacks best_global/classwise results '
                          f'({e!r})') from e
+    val_path = osp.join(_fmt(spec.val_dir or spec.seed_dir, dirs, seed),
+                        'test_metrics.json')
+    if osp.isfile(val_path):
+        try:
+            run['val_miou'] = float(_read_json(val_path)['mIoU']) / 100.0
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f'{val_path} lacks a numeric mIoU ({e!r})') \
+                from e
     missing = []
     if spec.crf_dir:
         cd = _fmt(spec.crf_dir, dirs, seed)
@@ -623,7 +636,7 @@ def row_stats(row: dict) -> dict:
         for k in sorted(row['runs'], key=lambda s: -1 if s is None else s)
     ]
     out = dict(n=len(runs), seeds=[r.get('seed') for r in runs])
-    for key in ('miou_global', 'miou_classwise', 'crf'):
+    for key in ('miou_global', 'miou_classwise', 'crf', 'val_miou'):
         vals = [r.get(key) for r in runs if r.get(key) is not None]
         out[key] = dict(
             values=vals,
@@ -636,7 +649,8 @@ def ablation_table(rows: dict, methods: Sequence[str]) -> str:
     """Markdown table of the seed / CRF mIoU of the rows of ``methods``."""
     lines = [
         '| method | row | params (M) | n | seed, global thr | '
-        'seed, class-wise thr | + CRF |', '|---|---|---|---|---|---|---|'
+        'seed, class-wise thr | + CRF | val, tools/test.py |',
+        '|---|---|---|---|---|---|---|---|'
     ]
     for (method, name), row in rows.items():
         if method not in methods:
@@ -652,7 +666,8 @@ def ablation_table(rows: dict, methods: Sequence[str]) -> str:
         lines.append(
             f'| {METHOD_TITLES[method]} | {title} | {params} | {n} | '
             f'{_cell([r["miou_global"] for r in runs], n)} | '
-            f'{_cell([r["miou_classwise"] for r in runs], n)} | {crf} |')
+            f'{_cell([r["miou_classwise"] for r in runs], n)} | {crf} | '
+            f'{_cell([r.get("val_miou") for r in runs], n)} |')
     return '\n'.join(lines)
 
 
@@ -1340,8 +1355,11 @@ class Results:
             'mIoU (%) of the seeds at the best global and at class-wise '
             'background thresholds, and after CRF (DenseCRF with the IRN '
             'label unary at the best global threshold; InfluenceCRF where '
-            'named); mean ± sample std (ddof=1) over the n seeds, a single '
-            'run shows its value, `(n=k)` marks a column with fewer runs.')
+            'named); val = `tools/test.py` of the model on the 200 held-out '
+            'val images with the config\'s own test setting (no threshold '
+            'tuned on them); mean ± sample std (ddof=1) over the n seeds, a '
+            'single run shows its value, `(n=k)` marks a column with fewer '
+            'runs.')
         fragments = {
             'ablation': ablation_table(rows, METHODS),
             'igcam': ablation_table(rows, ('baseline', 'igcam')),

@@ -13,7 +13,8 @@ every stage whose output exists, so an interrupted run continues:
 3. every row is scored on the train split from saved multi-scale + flip
    scores with ``tools/analysis_tools/sweep_thresholds.py`` at the best
    global and at class-wise background thresholds, and evaluated with
-   ``tools/test.py`` on the held-out val split (config's test setting);
+   ``tools/test.py`` on the held-out val split (config's test setting at
+   the train-swept background threshold);
 4. on the full model: confident labels (``tools/make_affinity_labels.py``),
    AffinityNet training, random-walk scores (``+RW``) and DenseCRF on them
    (``+RW+dCRF``, best global threshold).
@@ -201,16 +202,22 @@ class Ablation:
         with open(res) as f:
             return float(json.load(f)['miou'])
 
-    def val_test(self, cfg: str, ckpt: str, work: str, name: str) -> float:
+    def val_test(self, cfg: str, ckpt: str, work: str, name: str,
+                 thr: float) -> float:
         """``tools/test.py`` of the model on the held-out val split.
 
         The seed columns score saved multi-scale + flip scores of the train
         split (the WSSS protocol); this is the user command on images no
-        row was trained or thresholded on, with the config's own test-time
-        setting (``model.test_cfg``: scales, flip, background threshold).
-        Writes ``test_metrics.json`` to ``work``.
+        row was trained or thresholded on: the config's test-time setting
+        (``model.test_cfg``: scales, flip, refinement) with the background
+        threshold ``thr`` picked by the train-split sweep (the demo configs'
+        own ``bg_thr`` is a fixed guess). Writes ``test_metrics.json`` to
+        ``work``.
         """
-        opts = [f'test_dataloader.dataset.ann_file={VAL_SPLIT}']
+        opts = [
+            f'test_dataloader.dataset.ann_file={VAL_SPLIT}',
+            f'model.test_cfg.bg_thr={thr}'
+        ]
         if self.args.limit:
             opts.append('test_dataloader.dataset.indices='
                         f'{self.args.limit}')
@@ -223,7 +230,8 @@ class Ablation:
         res = self.sweep(scores, work, name)
         res['scores'] = scores
         if val:
-            res['val_miou'] = self.val_test(cfg, ckpt, work, name)
+            res['val_miou'] = self.val_test(cfg, ckpt, work, name,
+                                            res['thr'])
         return res
 
     # ------------------------------------------------------------------

@@ -17,8 +17,9 @@ stage whose output exists, so an interrupted run continues:
    unary) at the best global threshold gives the "+ dCRF" column, and the
    +CRF row uses the config's InfluenceCRF;
 4. each model is evaluated with ``tools/test.py`` on the held-out val
-   split (the config's test setting; the +CRF row with its InfluenceCRF
-   as the test-time refinement).
+   split (the config's test setting at the train-swept background
+   threshold; the +CRF row with its InfluenceCRF as the test-time
+   refinement).
 
 Writes ``igcam_ablation.{json,md}`` (mean +- std over seeds) to the work
 dir. Example (about 40 minutes per seed on 2 CPU cores)::
@@ -143,7 +144,7 @@ class IGCAMAblation:
                 crf=self.influence_crf(ckpt, res, osp.join(w, 'influence_crf')),
                 val_miou=self.cg.val_test(CRF_ROW[1], ckpt,
                                           osp.join(w, 'influence_crf'),
-                                          CRF_ROW[0]))
+                                          CRF_ROW[0], res['thr']))
         return rows
 
     def influence_crf(self, ckpt: str, res: dict, work: str) -> float:

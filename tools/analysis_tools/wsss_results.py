@@ -1356,8 +1356,8 @@ class Results:
             'background thresholds, and after CRF (DenseCRF with the IRN '
             'label unary at the best global threshold; InfluenceCRF where '
             'named); val = `tools/test.py` of the model on the 200 held-out '
-            'val images with the config\'s own test setting (no threshold '
-            'tuned on them); mean ± sample std (ddof=1) over the n seeds, a '
+            'val images with the config\'s test setting at the background '
+            'threshold swept on train (nothing tuned on val); mean ± sample std (ddof=1) over the n seeds, a '
             'single run shows its value, `(n=k)` marks a column with fewer '
             'runs.')
         fragments = {

@@ -83,7 +83,11 @@ custom_hooks = [
         h,
         switch_at=stage_caps,
         plateau=dict(
-            monitor='cls_loss', rule='less', patience=plateau_patience))
+            monitor='cls_loss', rule='less', patience=plateau_patience),
+        # a switch restarts early stopping's patience and keeps its best
+        # held-out cls_loss (the same quantity in every stage); 'best'
+        # would judge each stage on its own
+        reset_early_stopping='wait')
     if h['type'] == 'StageSwitchHook' else h for h in _base_.custom_hooks
 ] + [
     # MMEngine's default min_delta (0.1) exceeds a typical BCE value

@@ -287,6 +287,30 @@ def test_plateau_rule_and_state(monkeypatch):
         StageSwitchHook(stages=[dict(loss={})], switch_at=[])
 
 
+@pytest.mark.parametrize('mode,best', [(True, .4), ('wait', .4),
+                                        ('best', float('inf')),
+                                        (False, .4)])
+def test_switch_resets_early_stopping(monkeypatch, mode, best):
+    hook = StageSwitchHook(
+        stages=[dict(), dict()], switch_at=[5], reset_early_stopping=mode)
+    monkeypatch.setattr(hook, 'apply_stage', lambda *a: None)
+    runner = _mock_runner()
+    early = EarlyStoppingHook(monitor='loss', patience=3)  # rule: less
+    early.best_score, early.wait_count = .4, 2
+    runner.hooks = [early]
+    hook.switch(runner, 1, 5, 'test')
+    assert early.wait_count == (2 if mode is False else 0)
+    assert early.best_score == best
+    # the first validation of the new stage: its own best under 'best',
+    # one more non-improving record otherwise
+    early._check_stop_condition(.5)
+    assert early.best_score == (.5 if mode == 'best' else .4)
+    with pytest.raises(ValueError, match='reset_early_stopping'):
+        StageSwitchHook(
+            stages=[dict(), dict()], switch_at=[5],
+            reset_early_stopping='yes')
+
+
 # --------------------------------------------------------- hook (runner)
 @pytest.fixture(scope='module')
 def staged(demo_root, tmp_path_factory):

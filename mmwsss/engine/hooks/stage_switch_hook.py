@@ -12,7 +12,7 @@ import collections
 import copy
 import itertools
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from mmcv.transforms import Compose
 from mmengine.dataset import InfiniteSampler
@@ -160,7 +160,14 @@ class StageSwitchHook(Hook):
     On a switch the wait counter of every ``EarlyStoppingHook`` is reset
     (``reset_early_stopping``), so early stopping (paper: patience 10)
     counts validations from the start of the current stage and cannot
-    fire within the first ``patience`` validations of a new stage.
+    fire within the first ``patience`` validations of a new stage. Its best
+    score is kept by default (``True`` or ``'wait'``): the plateau configs
+    monitor the held-out classification loss, defined alike in every
+    stage, so a stage that never beats the best of the earlier ones within
+    ``patience`` validations ends the run. ``'best'`` also forgets the best
+    score (each stage judged on its own; for a monitored value whose scale
+    changes with the stage, e.g. a total loss gaining terms), ``False``
+    leaves early stopping alone.
 
     Resume: the current stage and the plateau state are stored as plain
     numbers in ``checkpoint['meta']['stage_switch']``; ``before_train``
@@ -175,7 +182,8 @@ class StageSwitchHook(Hook):
         switch_at (list[int], optional): ``len(stages) - 1`` increasing
             iterations.
         plateau (dict, optional): Plateau rule, see above.
-        reset_early_stopping (bool): See above. Defaults to True.
+        reset_early_stopping (bool | str): ``True`` / ``'wait'``,
+            ``'best'`` or ``False``, see above. Defaults to True.
     """
     priority = 'ABOVE_NORMAL'
 
@@ -186,7 +194,7 @@ class StageSwitchHook(Hook):
                  stages: Sequence[dict],
                  switch_at: Optional[Sequence[int]] = None,
                  plateau: Optional[dict] = None,
-                 reset_early_stopping: bool = True) -> None:
+                 reset_early_stopping: Union[bool, str] = True) -> None:
         if len(stages) < 1:
             raise ValueError('stages must not be empty')
         if switch_at is None and plateau is None and len(stages) > 1:
@@ -219,6 +227,9 @@ class StageSwitchHook(Hook):
                 rule=rule,
                 patience=patience,
                 min_delta=min_delta)
+        if reset_early_stopping not in (True, False, 'wait', 'best'):
+            raise ValueError('reset_early_stopping must be True, False, '
+                             f'"wait" or "best", got {reset_early_stopping!r}')
         self.reset_early_stopping = reset_early_stopping
         self.stages: List[Dict[str, Any]] = []
         loss_paths: List[str] = []
@@ -348,6 +359,9 @@ class StageSwitchHook(Hook):
             for hook in runner.hooks:
                 if isinstance(hook, EarlyStoppingHook):
                     hook.wait_count = 0
+                    if self.reset_early_stopping == 'best':
+                        hook.best_score = (-math.inf if hook.rule
+                                           == 'greater' else math.inf)
         if stage['influence'].get('refresh', True):
             for hook in self._influence_hooks(runner):
                 hook.refresh(runner, position, reason=f'stage {k}')

@@ -21,8 +21,8 @@ stage whose output exists, so an interrupted run continues:
    threshold; the +CRF row with its InfluenceCRF as the test-time
    refinement).
 
-Writes ``igcam_ablation.{json,md}`` (mean +- std over seeds) to the work
-dir. Example (about 40 minutes per seed on 2 CPU cores)::
+Writes ``igcam_ablation.{json,md}`` (mean +- std over seeds, parameters
+of each row's model) to the work dir. Example (about 40 minutes per seed on 2 CPU cores)::
 
     python tools/analysis_tools/igcam_ablation.py --seeds 0 1 2
 """
@@ -178,24 +178,40 @@ class IGCAMAblation:
                 results.setdefault(name, []).append(dict(r, seed=seed))
         return self.report(results)
 
+    @staticmethod
+    def params_m(cfg_path: str) -> float:
+        """Parameters (M) of a row's model, built without weights."""
+        from mmengine.config import Config
+
+        from mmwsss.registry import MODELS
+        from mmwsss.utils import register_all_modules
+        register_all_modules()
+        cfg = Config.fromfile(osp.join(ROOT, cfg_path))
+        cfg.model.backbone['init_cfg'] = None
+        model = MODELS.build(cfg.model)
+        return sum(p.numel() for p in model.parameters()) / 1e6
+
     def report(self, results: Dict[str, List[dict]]) -> dict:
         ms = self.cg_mod.mean_std
         lines = [
-            '| row | seeds | seed, global thr | seed, class-wise thr |'
-            ' + CRF (global thr) | val, tools/test.py |',
-            '|---|---|---|---|---|---|'
+            '| row | params (M) | seeds | seed, global thr |'
+            ' seed, class-wise thr | + CRF (global thr) |'
+            ' val, tools/test.py |', '|---|---|---|---|---|---|---|'
         ]
         summary = {}
+        cfgs = dict(ROWS, **{CRF_ROW[0]: CRF_ROW[1]})
         for name, rs in results.items():
+            params = self.params_m(cfgs[name])
             lines.append(
-                f'| {name} | {len(rs)} | '
+                f'| {name} | {params:.2f} | {len(rs)} | '
                 f'{ms([r["miou_global"] for r in rs])} | '
                 f'{ms([r["miou_classwise"] for r in rs])} | '
                 f'{ms([r.get("crf") for r in rs])} | '
                 f'{ms([r.get("val_miou") for r in rs])} |')
-            summary[name] = [{k: v
-                              for k, v in r.items() if k != 'scores'}
-                             for r in rs]
+            summary[name] = dict(
+                params_m=params,
+                runs=[{k: v
+                       for k, v in r.items() if k != 'scores'} for r in rs])
         self.cg_mod.write_table(self.work, 'igcam_ablation', lines, summary)
         return summary
 

@@ -229,7 +229,8 @@ def test_tables_match_numpy(fake, report):
         assert cells[4] == _ms([v['miou_global'] for v in sweeps])
         assert cells[5] == _ms([v['miou_classwise'] for v in sweeps])
         val = fake['truth'][(spec.val_dir or spec.seed_dir).format(
-            seed=None if spec.shared else 0, **fake['dirs']) + '/test_metrics.json']['val']
+            seed=None if spec.shared else 0, **fake['dirs']) +
+                          '/test_metrics.json']['val']
         assert cells[7] == _ms([val]) + ('' if spec.shared else ' (n=1)')
         if spec.crf_dir is None:
             assert cells[6] == '-'

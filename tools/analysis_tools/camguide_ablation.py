@@ -62,6 +62,28 @@ def mean_std(vals: Sequence[Optional[float]]) -> str:
     return f'{np.mean(vals):.1f} ± {np.std(vals, ddof=1):.1f}'
 
 
+def model_params_m(cfg_path: str, student_only: bool = True) -> float:
+    """Parameters (M) of a config's model, built without any weights.
+
+    Args:
+        cfg_path (str): Config path relative to the repository root.
+        student_only (bool): For CamGuide, count the student only (the
+            teacher is not part of the trained model).
+    """
+    from mmengine.config import Config
+
+    from mmwsss.registry import MODELS
+    from mmwsss.utils import register_all_modules
+    register_all_modules()
+    cfg = Config.fromfile(osp.join(ROOT, cfg_path))
+    cfg.model.pop('teacher_checkpoint', None)
+    cfg.model.backbone['init_cfg'] = None
+    model = MODELS.build(cfg.model)
+    if student_only and hasattr(model, 'num_student_params'):
+        return model.num_student_params() / 1e6
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
 def write_table(work: str, stem: str, lines: List[str],
                 summary: dict) -> None:
     """Print the table and write ``<stem>.md`` and ``<stem>.json``."""
@@ -315,29 +337,13 @@ class Ablation:
         return out
 
     def report(self, results: Dict[str, List[dict]]) -> dict:
-        from mmengine.config import Config
-
-        from mmwsss.registry import MODELS
-        from mmwsss.utils import register_all_modules
-        register_all_modules()
-
-        def params(cfg_path: str, student_only: bool) -> float:
-            cfg = Config.fromfile(osp.join(ROOT, cfg_path))
-            cfg.model.pop('teacher_checkpoint', None)
-            for key in ('backbone', ):
-                cfg.model[key]['init_cfg'] = None
-            model = MODELS.build(cfg.model)
-            if student_only and hasattr(model, 'num_student_params'):
-                return model.num_student_params() / 1e6
-            return sum(p.numel() for p in model.parameters()) / 1e6
-
         n_params = {
-            'Lite2 teacher, classification only': params(TEACHER_CFG, True),
-            'Lite0 classification only': params(BASELINE_CFG, True),
-            'Our* (stages 1+2)': params(STAGE2_CFG, True),
+            'Lite2 teacher, classification only': model_params_m(TEACHER_CFG),
+            'Lite0 classification only': model_params_m(BASELINE_CFG),
+            'Our* (stages 1+2)': model_params_m(STAGE2_CFG),
         }
         for name, cfg in STAGE3_CFGS.items():
-            n_params[name] = params(cfg, True)
+            n_params[name] = model_params_m(cfg)
         n_params['Our + RW (AffinityNet)'] = n_params[list(STAGE3_CFGS)[-1]]
 
         ms = mean_std

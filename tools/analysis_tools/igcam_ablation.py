@@ -22,7 +22,8 @@ stage whose output exists, so an interrupted run continues:
    refinement).
 
 Writes ``igcam_ablation.{json,md}`` (mean +- std over seeds, parameters
-of each row's model) to the work dir. Example (about 40 minutes per seed on 2 CPU cores)::
+of each row's model) to the work dir. Example (30-50 minutes per seed on
+2 CPU cores, depending on what else runs)::
 
     python tools/analysis_tools/igcam_ablation.py --seeds 0 1 2
 """
@@ -141,7 +142,8 @@ class IGCAMAblation:
                 thr=res['thr'],
                 miou_global=res['miou_global'],
                 miou_classwise=res['miou_classwise'],
-                crf=self.influence_crf(ckpt, res, osp.join(w, 'influence_crf')),
+                crf=self.influence_crf(ckpt, res,
+                                       osp.join(w, 'influence_crf')),
                 val_miou=self.cg.val_test(CRF_ROW[1], ckpt,
                                           osp.join(w, 'influence_crf'),
                                           CRF_ROW[0], res['thr']))
@@ -178,19 +180,6 @@ class IGCAMAblation:
                 results.setdefault(name, []).append(dict(r, seed=seed))
         return self.report(results)
 
-    @staticmethod
-    def params_m(cfg_path: str) -> float:
-        """Parameters (M) of a row's model, built without weights."""
-        from mmengine.config import Config
-
-        from mmwsss.registry import MODELS
-        from mmwsss.utils import register_all_modules
-        register_all_modules()
-        cfg = Config.fromfile(osp.join(ROOT, cfg_path))
-        cfg.model.backbone['init_cfg'] = None
-        model = MODELS.build(cfg.model)
-        return sum(p.numel() for p in model.parameters()) / 1e6
-
     def report(self, results: Dict[str, List[dict]]) -> dict:
         ms = self.cg_mod.mean_std
         lines = [
@@ -201,7 +190,7 @@ class IGCAMAblation:
         summary = {}
         cfgs = dict(ROWS, **{CRF_ROW[0]: CRF_ROW[1]})
         for name, rs in results.items():
-            params = self.params_m(cfgs[name])
+            params = self.cg_mod.model_params_m(cfgs[name])
             lines.append(
                 f'| {name} | {params:.2f} | {len(rs)} | '
                 f'{ms([r["miou_global"] for r in rs])} | '

@@ -1357,8 +1357,9 @@ class Results:
             'label unary at the best global threshold; InfluenceCRF where '
             'named); val = `tools/test.py` of the model on the 200 held-out '
             'val images with the config\'s test setting at the background '
-            'threshold swept on train (nothing tuned on val); mean ± sample std (ddof=1) over the n seeds, a '
-            'single run shows its value, `(n=k)` marks a column with fewer '
+            'threshold swept on train (nothing tuned on val); mean ± '
+            'sample std (ddof=1) over the n seeds, a single run shows its '
+            'value, `(n=k)` marks a column with fewer '
             'runs.')
         fragments = {
             'ablation': ablation_table(rows, METHODS),

@@ -606,3 +606,40 @@ def test_pipeline_orchestration(fake, tmp_path, monkeypatch):
     assert finals[1]['pseudo_miou'] == pytest.approx(0.99)
     assert finals[0]['final_miou'] == pytest.approx(0.40)
     assert finals[1]['gap'] == pytest.approx(0.10)
+
+
+def test_skip_drivers_selects_among_present_rows(fake, report, tmp_path,
+                                                 monkeypatch):
+    """``--skip-drivers`` runs no driver, and says when a carried row (no
+    folder here, so no labels to train on) had scored higher."""
+    import shutil
+    root = tmp_path / 'tree'
+    shutil.copytree(fake['root'], root, ignore=shutil.ignore_patterns('out*'))
+    dirs = {
+        k: str(root / Path(v).relative_to(fake['root']))
+        for k, v in fake['dirs'].items()
+    }
+    # the previous best of seed 0 is gone from the folders; a missing IG-CAM
+    # row would make the driver run without --skip-drivers
+    shutil.rmtree(Path(dirs['cg']) / 'seed0' / 'stage3_2')
+    (Path(dirs['ig']) / 'seed1' / 'row2' / 'threshold_sweep.json').unlink()
+    for s in (0, 1):
+        (Path(dirs['cg']) / f'seed{s}' / 'baseline' /
+         'final.txt').write_text(f'/ckpt/base{s}.pth')
+    stub = _StubAblation(NAMES)
+    monkeypatch.setattr(tool.Results, 'runner', lambda self: stub)
+    summary = tool.main([
+        '--skip-drivers', '--seeds', '0', '1', '--work-dir', dirs['res'],
+        '--out-dir',
+        str(tmp_path / 'out'), '--previous',
+        str(report['out'] / 'results.json'), '--camguide-dir', dirs['cg'],
+        '--igcam-dir', dirs['ig'], '--data-root',
+        str(root / 'data'), '--grid-tile', '32', '--seg-iters', '7'
+    ])
+    assert not [c for c in stub.demo.calls if c[0] == 'run']
+    finals = {f['seed']: f for f in summary['finals']}
+    assert finals[0]['best']['row'] != CAMGUIDE_BEST
+    assert len([c for c in stub.demo.calls if c[0] == 'train']) == 4
+    notes = '\n'.join(summary['notes'])
+    assert 'seed 0: selected' in notes and CAMGUIDE_BEST in notes
+    assert 'seed 1: selected' not in notes

@@ -19,8 +19,11 @@ every stage whose output exists, so an interrupted run continues:
    AffinityNet training, random-walk scores (``+RW``) and DenseCRF on them
    (``+RW+dCRF``, best global threshold).
 
-Writes ``camguide_ablation.{json,md}`` to the work dir with mean +- std over
-the seeds. Example (about an hour per seed on 2 CPU cores)::
+``--only`` restricts the run to some rows (``baseline``, ``our-star``,
+``our-dagger``, ...); their prerequisites (teacher, stages 1 and 2) are
+trained but not scored, e.g. to finish one seed's missing rows on a fresh
+machine. Writes ``camguide_ablation.{json,md}`` to the work dir with
+mean +- std over the seeds. Example (about an hour per seed on 2 CPU cores)::
 
     python tools/analysis_tools/camguide_ablation.py --seeds 0 1 2
 """
@@ -48,6 +51,10 @@ STAGE3_CFGS = {
     'Our (morphology + local consistency)':
     CFG + 'camguide-stage3_effl0_1xb32-300it_demo-128x128.py',
 }
+#: ``--only`` keys, in table order, and the rows they stand for
+ROW_KEYS = ('teacher', 'baseline', 'our-star', 'our-2star', 'our-dagger',
+            'our', 'rw')
+STAGE3_KEYS = ('our-2star', 'our-dagger', 'our')
 AFF_CFG = CFG + 'affinitynet_effl0_1xb16-300it_demo-128x128.py'
 VAL_SPLIT = 'ImageSets/Segmentation/val.txt'
 
@@ -120,7 +127,21 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--limit', type=int, default=None,
                    help='score only the first N train images (smoke)')
     p.add_argument('--force', action='store_true')
-    return p.parse_args(argv)
+    p.add_argument(
+        '--only',
+        nargs='+',
+        choices=ROW_KEYS,
+        default=None,
+        help='run and score only these rows (their prerequisites are '
+        'trained, not scored); default: every row')
+    args = p.parse_args(argv)
+    only = set(args.only or ROW_KEYS)
+    if 'rw' in only:
+        only.add('our')  # the walk starts from the full model's scores
+    if args.skip_rw:
+        only.discard('rw')
+    args.only = only
+    return args
 
 
 class Ablation:
@@ -257,27 +278,38 @@ class Ablation:
         return res
 
     # ------------------------------------------------------------------
-    def run_seed(self, teacher_ckpt: str, seed: int) -> Dict[str, dict]:
-        a = self.args
+    def run_seed(self, teacher_ckpt: Optional[str],
+                 seed: int) -> Dict[str, dict]:
+        only = self.args.only
         work = osp.join(self.work, f'seed{seed}')
         seed_opt = [f'randomness.seed={seed}']
         rows: Dict[str, dict] = {}
-        base_w = osp.join(work, 'baseline')
-        ckpt = self.train(BASELINE_CFG, base_w, f'[{seed}] student baseline',
-                          seed_opt + self.sched(500, True))
-        rows['Lite0 classification only'] = self.row(BASELINE_CFG, ckpt,
-                                                     base_w, 'baseline')
+        if 'baseline' in only:
+            base_w = osp.join(work, 'baseline')
+            ckpt = self.train(BASELINE_CFG, base_w,
+                              f'[{seed}] student baseline',
+                              seed_opt + self.sched(500, True))
+            rows['Lite0 classification only'] = self.row(
+                BASELINE_CFG, ckpt, base_w, 'baseline')
+        if not only & {'our-star', *STAGE3_KEYS}:
+            return rows
         s1_w = osp.join(work, 'stage1')
         s1 = self.train(
-            STAGE1_CFG, s1_w, f'[{seed}] stage 1', seed_opt +
-            self.sched(300, True) + [f'model.teacher_checkpoint={teacher_ckpt}'])
+            STAGE1_CFG, s1_w, f'[{seed}] stage 1',
+            seed_opt + self.sched(300, True) +
+            [f'model.teacher_checkpoint={teacher_ckpt}'])
         s2_w = osp.join(work, 'stage2')
         s2 = self.train(STAGE2_CFG, s2_w, f'[{seed}] stage 2',
                         seed_opt + self.sched(200, False) +
                         [f'load_from={s1}'])
-        rows['Our* (stages 1+2)'] = self.row(STAGE2_CFG, s2, s2_w, 'stage 2')
+        if 'our-star' in only:
+            rows['Our* (stages 1+2)'] = self.row(STAGE2_CFG, s2, s2_w,
+                                                 'stage 2')
         full = None
-        for i, (name, cfg) in enumerate(STAGE3_CFGS.items()):
+        for i, (key, (name, cfg)) in enumerate(
+                zip(STAGE3_KEYS, STAGE3_CFGS.items())):
+            if key not in only:
+                continue
             w = osp.join(work, f'stage3_{i}')
             ck = self.train(cfg, w, f'[{seed}] stage 3 {name}',
                             seed_opt + self.sched(300, False) +
@@ -286,7 +318,7 @@ class Ablation:
             rows[name]['crf'] = self.crf(cfg, ck, rows[name]['scores'],
                                          rows[name]['thr'], w, name)
             full = (cfg, ck, w, rows[name])
-        if not a.skip_rw:
+        if 'rw' in only:
             rows.update(self.random_walk(full, work, seed_opt))
         return rows
 
@@ -325,11 +357,17 @@ class Ablation:
 
     def main(self) -> dict:
         self.demo.make_data()
-        t_work = osp.join(self.work, 'teacher')
-        teacher = self.train(TEACHER_CFG, t_work, 'teacher',
-                             self.sched(500, True))
-        results = {'Lite2 teacher, classification only':
-                   [self.row(TEACHER_CFG, teacher, t_work, 'teacher')]}
+        only = self.args.only
+        results: Dict[str, List[dict]] = {}
+        teacher = None
+        if only & {'teacher', 'our-star', *STAGE3_KEYS}:
+            t_work = osp.join(self.work, 'teacher')
+            teacher = self.train(TEACHER_CFG, t_work, 'teacher',
+                                 self.sched(500, True))
+        if 'teacher' in only:
+            results['Lite2 teacher, classification only'] = [
+                self.row(TEACHER_CFG, teacher, t_work, 'teacher')
+            ]
         for seed in self.args.seeds:
             for name, r in self.run_seed(teacher, seed).items():
                 results.setdefault(name, []).append(dict(r, seed=seed))

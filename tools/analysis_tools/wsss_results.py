@@ -984,6 +984,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='override the final models\' schedule (smoke)')
     p.add_argument('--skip-upper-bound', action='store_true')
     p.add_argument(
+        '--skip-drivers',
+        action='store_true',
+        help='do not run the ablation drivers: select among the rows whose '
+        'folders exist (a note flags a carried row that scored higher)')
+    p.add_argument(
         '--previous',
         default=None,
         help='an earlier results.json whose numbers fill the seeds whose '
@@ -1234,6 +1239,16 @@ class Results:
                                  'yet, no final model')
                 continue
             best = select_best(cands)
+            pbest = (prev or {}).get('best') or {}
+            same = all(
+                pbest.get(k) == best.get(k)
+                for k in ('method', 'row', 'refinement'))
+            if pbest and not same and pbest.get('miou', 0) > best['miou']:
+                notes.append(
+                    f'seed {seed}: selected {describe(best)} among the rows '
+                    f'run here; the previous results.json had '
+                    f'{pbest.get("title")} of {pbest.get("method")} '
+                    f'{pbest.get("row")} higher ({_pct(pbest["miou"])})')
             f['best'] = {
                 k: v
                 for k, v in best.items()
@@ -1459,7 +1474,8 @@ class Results:
         a = self.args
         if not a.report_only:
             self.runner().demo.make_data()
-            self.run_drivers()
+            if not a.skip_drivers:
+                self.run_drivers()
             for seed in a.seeds:
                 self.baseline_crf(seed)
                 rows = self.collect()['rows']

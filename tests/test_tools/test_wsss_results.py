@@ -527,7 +527,10 @@ class _StubAblation:
         return 0.99
 
 
-def test_pipeline_orchestration(fake, tmp_path, monkeypatch):
+def _tree_copy(fake, tmp_path, monkeypatch, drop=()):
+    """A copy of the fake tree with baseline checkpoints named, paths
+    ``drop`` (relative to the driver dirs, e.g. ``('cg', 'seed0/x')``)
+    removed and a stub runner; returns ``(root, dirs, stub)``."""
     import shutil
     root = tmp_path / 'tree'
     shutil.copytree(fake['root'], root, ignore=shutil.ignore_patterns('out*'))
@@ -535,14 +538,22 @@ def test_pipeline_orchestration(fake, tmp_path, monkeypatch):
         k: str(root / Path(v).relative_to(fake['root']))
         for k, v in fake['dirs'].items()
     }
-    shutil.rmtree(Path(dirs['res']) / 'seed0' / 'labels')
-    # IG-CAM seed 1 lacks a row: its driver must run, CamGuide's not
-    (Path(dirs['ig']) / 'seed1' / 'row2' / 'threshold_sweep.json').unlink()
+    for key, rel in drop:
+        path = Path(dirs[key]) / rel
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     for s in (0, 1):
         (Path(dirs['cg']) / f'seed{s}' / 'baseline' /
          'final.txt').write_text(f'/ckpt/base{s}.pth')
     stub = _StubAblation(NAMES)
     monkeypatch.setattr(tool.Results, 'runner', lambda self: stub)
+    return root, dirs, stub
+
+
+def test_pipeline_orchestration(fake, tmp_path, monkeypatch):
+    # IG-CAM seed 1 lacks a row: its driver must run, CamGuide's not
+    root, dirs, stub = _tree_copy(
+        fake, tmp_path, monkeypatch,
+        [('res', 'seed0/labels'), ('ig', 'seed1/row2/threshold_sweep.json')])
     out = tmp_path / 'out'
     summary = tool.main([
         '--seeds', '0', '1', '--work-dir', dirs['res'], '--out-dir',
@@ -612,22 +623,11 @@ def test_skip_drivers_selects_among_present_rows(fake, report, tmp_path,
                                                  monkeypatch):
     """``--skip-drivers`` runs no driver, and says when a carried row (no
     folder here, so no labels to train on) had scored higher."""
-    import shutil
-    root = tmp_path / 'tree'
-    shutil.copytree(fake['root'], root, ignore=shutil.ignore_patterns('out*'))
-    dirs = {
-        k: str(root / Path(v).relative_to(fake['root']))
-        for k, v in fake['dirs'].items()
-    }
     # the previous best of seed 0 is gone from the folders; a missing IG-CAM
     # row would make the driver run without --skip-drivers
-    shutil.rmtree(Path(dirs['cg']) / 'seed0' / 'stage3_2')
-    (Path(dirs['ig']) / 'seed1' / 'row2' / 'threshold_sweep.json').unlink()
-    for s in (0, 1):
-        (Path(dirs['cg']) / f'seed{s}' / 'baseline' /
-         'final.txt').write_text(f'/ckpt/base{s}.pth')
-    stub = _StubAblation(NAMES)
-    monkeypatch.setattr(tool.Results, 'runner', lambda self: stub)
+    root, dirs, stub = _tree_copy(
+        fake, tmp_path, monkeypatch,
+        [('cg', 'seed0/stage3_2'), ('ig', 'seed1/row2/threshold_sweep.json')])
     summary = tool.main([
         '--skip-drivers', '--seeds', '0', '1', '--work-dir', dirs['res'],
         '--out-dir',

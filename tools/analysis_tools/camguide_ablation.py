@@ -55,6 +55,8 @@ STAGE3_CFGS = {
 ROW_KEYS = ('teacher', 'baseline', 'our-star', 'our-2star', 'our-dagger',
             'our', 'rw')
 STAGE3_KEYS = ('our-2star', 'our-dagger', 'our')
+#: rows that need stages 1 and 2 (and so the teacher)
+STUDENT_KEYS = ('our-star', *STAGE3_KEYS)
 AFF_CFG = CFG + 'affinitynet_effl0_1xb16-300it_demo-128x128.py'
 VAL_SPLIT = 'ImageSets/Segmentation/val.txt'
 
@@ -291,7 +293,7 @@ class Ablation:
                               seed_opt + self.sched(500, True))
             rows['Lite0 classification only'] = self.row(
                 BASELINE_CFG, ckpt, base_w, 'baseline')
-        if not only & {'our-star', *STAGE3_KEYS}:
+        if not only.intersection(STUDENT_KEYS):
             return rows
         s1_w = osp.join(work, 'stage1')
         s1 = self.train(
@@ -360,7 +362,7 @@ class Ablation:
         only = self.args.only
         results: Dict[str, List[dict]] = {}
         teacher = None
-        if only & {'teacher', 'our-star', *STAGE3_KEYS}:
+        if 'teacher' in only or only.intersection(STUDENT_KEYS):
             t_work = osp.join(self.work, 'teacher')
             teacher = self.train(TEACHER_CFG, t_work, 'teacher',
                                  self.sched(500, True))

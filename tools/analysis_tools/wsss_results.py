@@ -1239,16 +1239,13 @@ class Results:
                                  'yet, no final model')
                 continue
             best = select_best(cands)
-            pbest = (prev or {}).get('best') or {}
-            same = all(
-                pbest.get(k) == best.get(k)
-                for k in ('method', 'row', 'refinement'))
-            if pbest and not same and pbest.get('miou', 0) > best['miou']:
+            pbest = (prev or {}).get('best')
+            if pbest and slug(pbest) != slug(best) and \
+                    pbest['miou'] > best['miou']:
                 notes.append(
                     f'seed {seed}: selected {describe(best)} among the rows '
                     f'run here; the previous results.json had '
-                    f'{pbest.get("title")} of {pbest.get("method")} '
-                    f'{pbest.get("row")} higher ({_pct(pbest["miou"])})')
+                    f'{describe(pbest)} higher ({_pct(pbest["miou"])})')
             f['best'] = {
                 k: v
                 for k, v in best.items()

@@ -38,6 +38,8 @@ fusion, max norm and a constant background score ``--bg-thr`` (default
   repetition. Timed end to end: dataset and model building,
   checkpoint hashing and loading, worker pool start, inference, CRF, PNGs
   (the loop time from its meta file is printed too).
+  Ours keeps freed memory in the heap while it labels
+  (``reuse_heap=True``, :mod:`mmwsss.utils.heap`).
 - **reference**: written here in the IRN manner (``make_cam.py`` +
   ``cam_to_ir_label.py``). Timed end to end as well: model building and
   checkpoint loading (``load_checkpoint``, as ours), then for each image:
@@ -49,6 +51,12 @@ fusion, max norm and a constant background score ``--bg-thr`` (default
   divide each by its max + 1e-5, prepend the constant background, argmax,
   call pydensecrf inline (``crf_inference_label``), map back to class
   indices and write a palette PNG with PIL.
+- **reference_heap**: the same reference loop inside
+  :func:`mmwsss.utils.heap.reuse_heap`. Not a goal line: it splits ours'
+  speed-up into the part that comes from keeping freed memory in the heap
+  (``pseudo_labels_heap_reuse_gain``, reference / reference_heap) and the
+  part that comes from the rest of ours: processes, CRF overlap, batched
+  views (``pseudo_labels_speedup_over_reference_heap``).
 
 Every timed run is a **fresh Python process** (this script with the
 hidden ``--child`` option; the time is taken inside it, after the
@@ -77,7 +85,7 @@ asserts that every pixel equals ours. The script also checks that PIL and
 OpenCV (ours' CRF image) decode the JPEGs identically.
 
 Breakdown (``--breakdown-reps``, on the first image, interleaved, in
-this process after a warm-up): the
+this process after a warm-up, inside ``reuse_heap`` as ours runs): the
 model's batched multi-scale CAMs (``CAMSegmentor.multi_scale_cams``, image
 and flip in one batch per scale) against the same arithmetic one view at
 a time, and the CRF time per image; the CRF share bounds what overlapping
@@ -123,6 +131,7 @@ from mmwsss.datasets.demo_scenes import DEMO_PALETTE  # noqa: E402
 from mmwsss.datasets.demo_scenes import generate_demo_dataset  # noqa: E402
 from mmwsss.registry import MODELS  # noqa: E402
 from mmwsss.utils import register_all_modules  # noqa: E402
+from mmwsss.utils.heap import heap_reuse_supported, reuse_heap  # noqa: E402
 
 DEFAULT_CFG = osp.join(ROOT, 'configs', 'cam',
                        'cam_effl0-d16_1xb32-500it_demo-128x128.py')
@@ -201,7 +210,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     # one timed run in a fresh process (used by the script itself)
     p.add_argument(
         '--child',
-        choices=('ours', 'ours_fast', 'reference'),
+        choices=('ours', 'ours_fast', 'reference', 'reference_heap'),
         help=argparse.SUPPRESS)
     p.add_argument('--child-out', help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -404,7 +413,7 @@ def breakdown(model, item: Tuple[str, str, List[int]], bg_thr: float,
              resource.getrusage(resource.RUSAGE_SELF).ru_minflt - flt))
         return out
 
-    with torch.inference_mode():
+    with reuse_heap(), torch.inference_mode():
         for _ in range(reps + 1):
             timed('batched', model.multi_scale_cams, x)
             total = timed('one_view', reference_cams, model, img, 'torch')
@@ -487,8 +496,9 @@ def child(args: argparse.Namespace) -> None:
         load_checkpoint(model, ckpt, map_location='cpu', strict=True)
         model.eval()
         t_loop = time.perf_counter()
-        reference_loop(model, items, args.child_out,
-                       float(cfg.model.test_cfg['bg_thr']), 'pil')
+        with reuse_heap(args.child == 'reference_heap'):
+            reference_loop(model, items, args.child_out,
+                           float(cfg.model.test_cfg['bg_thr']), 'pil')
         result['seconds'] = time.perf_counter() - t
         result['loop_seconds'] = time.perf_counter() - t_loop
     result['rss'], result['worker_rss'] = peak_rss_mib()
@@ -561,7 +571,7 @@ def main(argv=None) -> None:
               f'run, data {time.perf_counter() - t0:.1f} s')
         sys.stdout.flush()
 
-        paths = ('ours', 'ours_fast', 'reference')
+        paths = ('ours', 'ours_fast', 'reference', 'reference_heap')
         runs: Dict[str, List[dict]] = {p: [] for p in paths}
         for rep in range(args.reps):
             for path in paths:
@@ -584,6 +594,17 @@ def main(argv=None) -> None:
         print(f'pseudo_labels_fast_img_per_s: {args.images / fast_s:.3f}')
         print(f'pseudo_labels_speedup_fast: {ref_s / fast_s:.2f} (goal >= '
               '1.5; ours with --fuse-conv-bn --channels-last)')
+        heap_s = med('reference_heap', 'seconds')
+        print(f'pseudo_labels_reference_heap_img_per_s: '
+              f'{args.images / heap_s:.3f} (the reference loop inside '
+              'mmwsss.utils.heap.reuse_heap, '
+              f'{"glibc" if heap_reuse_supported() else "no effect here"})')
+        print(f'pseudo_labels_heap_reuse_gain: {ref_s / heap_s:.2f} '
+              '(reference / reference with reuse_heap: the part of the '
+              'speed-up that comes from keeping freed memory in the heap)')
+        print(f'pseudo_labels_speedup_over_reference_heap: '
+              f'{heap_s / ours_s:.2f} (ours / reference with reuse_heap: '
+              'the part that comes from the processes and the CRF overlap)')
         print(f'pseudo_labels_speedup_loop: {ref_loop / ours_loop:.2f} '
               f'(without model building and checkpoint loading: ours '
               f'{args.images / ours_loop:.3f} img/s, reference '
@@ -614,9 +635,9 @@ def main(argv=None) -> None:
             br = breakdown(model, items[0], bg_thr, args.breakdown_reps)
             per_img = ref_loop / args.images
             print(f'cam_batched_ms_per_img: {1000 * br["batched"][0]:.0f} '
-                  f'({br["batched"][1]:.0f} minor page faults; ours: '
-                  'CAMSegmentor.multi_scale_cams, image + flip in one batch '
-                  'per scale)')
+                  f'({br["batched"][1]:.0f} minor page faults, reuse_heap; '
+                  'ours: CAMSegmentor.multi_scale_cams, image + flip in one '
+                  'batch per scale)')
             print('cam_one_view_ms_per_img: '
                   f'{1000 * br["one_view"][0]:.0f} '
                   f'({br["one_view"][1]:.0f} minor page faults; one '

@@ -105,6 +105,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='channels-last memory format (faster CPU convolutions; checked '
         'the same way)')
     parser.add_argument(
+        '--no-reuse-heap',
+        action='store_true',
+        help='leave glibc malloc as it is (default: every allocation from '
+        'the heap, freed memory kept for the next image; see '
+        'mmwsss.utils.heap)')
+    parser.add_argument(
         '--procs',
         default='auto',
         help='CPU inference: label the images in this many forked processes '
@@ -165,6 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             procs=resolve_procs(args.procs, args.device),
             fuse_conv_bn=args.fuse_conv_bn,
             channels_last=args.channels_last,
+            reuse_heap=not args.no_reuse_heap,
             num_shards=args.num_shards,
             shard_id=args.shard_id,
             limit=args.limit,

@@ -13,6 +13,15 @@ does not depend on the weights):
 - ``cam``: ``igcam-ablation-base_effl0-fpn_1xb16-300it_demo-128x128.py``
   (Table 3 "Base": EfficientNet-Lite0, one scale, no proposals, no
   influence, no attention);
+- ``cam-d16``: ``configs/cam/cam_effl0-d16_1xb32-500it_demo-128x128.py``,
+  the toolbox's IRN-style CAM classifier on the same backbone with the last
+  stages dilated (output stride 16, CAMs at 1/16; batch and size forced to
+  the bench's). Two denominators because "plain CAM" reads two ways: the
+  ``cam`` row is IG-CAM with its parts removed (stride 32, CAMs at 1/32:
+  the goal line ``igcam_iter_ratio``), this one the classifier that
+  IRN / SEAM / AMN-style baselines train (``igcam_over_cam_d16_ratio``;
+  at the paper's ResNet-101 and 512 x 512 the dilated last stage costs
+  about what the FPN adds);
 - ``igcam``: ``igcam_effl0-fpn_1xb16-300it_demo-128x128.py`` as configured
   (4 FPN scales, influence-guided attention, instance-guided head,
   influence-weighted losses, curvature EMA, InfluenceHook refreshes). Its
@@ -66,7 +75,9 @@ influence state is primed with random features (FLOPs depend on shapes
 only). The VOC paper config (ResNet-101 + FPN at 512 x 512) is counted the
 same way, without timing, both as configured and with the "base"
 ablation's model changes (plain single-scale CAM; the paper's Table 4
-"Baseline CAM" vs "IG-CAM (Full)" pair at 512 x 512). The counter covers
+"Baseline CAM" vs "IG-CAM (Full)" pair at 512 x 512), and so is the VOC
+CAM config (``cam_r50-d16``) with ``depth=101``: the stride-16 CAM
+classifier on IG-CAM's backbone. The counter covers
 convolutions and matrix products; elementwise work and the proposal box
 sums (cumulative sums) are not counted. DenseCRF (row ``crf``) runs
 outside torch: its cost is not in the FLOPs either.
@@ -105,6 +116,13 @@ BASE_CFG = osp.join(
     CFG_DIR, 'igcam-ablation-base_effl0-fpn_1xb16-300it_demo-128x128.py')
 FULL_CFG = osp.join(CFG_DIR, 'igcam_effl0-fpn_1xb16-300it_demo-128x128.py')
 VOC_CFG = osp.join(CFG_DIR, 'igcam_r101-fpn_1xb16-20k_voc12aug-512x512.py')
+# The toolbox's IRN-style CAM classifier on the same backbone (output
+# stride 16), as the CAM baselines of the demo train it; the VOC one is
+# counted with ResNet-101 for the paper-setting pair.
+CAM_D16_CFG = osp.join(ROOT, 'configs', 'cam',
+                       'cam_effl0-d16_1xb32-500it_demo-128x128.py')
+CAM_VOC_CFG = osp.join(ROOT, 'configs', 'cam',
+                       'cam_r50-d16_1xb16-3k_voc12aug-512x512.py')
 ROWS = ('base', 'inst', 'ms', 'inst-ms', 'influence', 'crf')
 # The "base" ablation's model changes (single-scale CAM, no proposals, no
 # influence, no attention), applied to the VOC config for a Table 4 pair.
@@ -300,7 +318,11 @@ def time_training(args) -> Dict[str, float]:
     full_cfg = load_cfg(FULL_CFG)
     num_classes = full_cfg.model.cam_head.num_classes
     # name -> (config, proposals per image)
-    entries = {'cam': (load_cfg(BASE_CFG), 0), 'igcam': (full_cfg, 0)}
+    entries = {
+        'cam': (load_cfg(BASE_CFG), 0),
+        'igcam': (full_cfg, 0),
+        'cam-d16': (load_cfg(CAM_D16_CFG), 0)
+    }
     if args.proposals > 0:
         entries['igcam+proposals'] = (full_cfg, args.proposals)
     for row in args.rows:
@@ -373,7 +395,7 @@ def time_training(args) -> Dict[str, float]:
     print(f'cam_iter_ms: {1000 * med["cam"]:.1f}')
     goal = '(goal <= 1.10; paper claims 1.15-1.20)'
     for name in models:
-        if name == 'cam':
+        if name in ('cam', 'cam-d16'):
             continue
         key = name.replace('+', '_').replace('-', '_')
         props = entries[name][1]
@@ -401,6 +423,13 @@ def time_training(args) -> Dict[str, float]:
                   f'{with_sw / med["cam"]:.3f} ({max_iters // interval} '
                   f'interval + {n_switch} stage-switch refreshes in '
                   f'{max_iters} iterations)')
+    if 'igcam' in ref:
+        total = med['igcam'] + ref['igcam'] / interval
+        print(f'cam_d16_iter_ms: {1000 * med["cam-d16"]:.1f} (the IRN-style '
+              'CAM classifier of configs/cam, output stride 16)')
+        print(f'igcam_over_cam_d16_ratio: {total / med["cam-d16"]:.3f} '
+              '(IG-CAM against the stride-16 CAM that WSSS baselines train; '
+              'the goal line above divides by the stride-32 "Base" row)')
     if 'row-ms' in med and 'igcam' in ref:
         # the same 4-scale architecture without attention and influence
         total = med['igcam'] + ref['igcam'] / interval
@@ -442,14 +471,19 @@ def complexity(args) -> None:
     print(f'complexity: model._forward (eval, one image, image labels, '
           f'{args.proposals} proposals, influence maps on), '
           'FlopCounterMode (multiply-add = 2 FLOPs)')
-    runs = [(p, False) for p in paths] + [(VOC_CFG, True), (VOC_CFG, False)]
-    for path, as_base in runs:
-        size = args.voc_size if path == VOC_CFG else args.size
+    runs = [(p, None) for p in paths] + [(VOC_CFG, 'base'), (VOC_CFG, None),
+                                         (CAM_VOC_CFG, 'r101')]
+    for path, variant in runs:
+        size = args.voc_size if path in (VOC_CFG, CAM_VOC_CFG) else args.size
         cfg = load_cfg(path)
         name = osp.splitext(osp.basename(path))[0]
-        if as_base:
+        if variant == 'base':
             cfg.merge_from_dict(BASE_OVERRIDES)
             name += ' (as ablation base: plain CAM)'
+        elif variant == 'r101':
+            cfg.model.backbone.depth = 101
+            name += (' with depth=101 (IRN-style stride-16 CAM on the '
+                     'IG-CAM backbone)')
         torch.manual_seed(0)
         model = build_model(cfg)
         params, gflops = count(model, size, cfg.model.cam_head.num_classes,

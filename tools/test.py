@@ -9,6 +9,7 @@ from mmengine.runner import Runner
 
 from mmwsss.registry import RUNNERS
 from mmwsss.utils import setup_cpu_distributed, teardown_distributed
+from mmwsss.utils.heap import reuse_heap
 
 
 def parse_args() -> argparse.Namespace:
@@ -32,6 +33,12 @@ def parse_args() -> argparse.Namespace:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--no-reuse-heap',
+        action='store_true',
+        help='leave glibc malloc as it is (default: while testing, every '
+        'allocation comes from the heap and freed memory stays there for '
+        'the next batch; see mmwsss.utils.heap)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -66,7 +73,8 @@ def main() -> None:
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
-    runner.test()
+    with reuse_heap(not args.no_reuse_heap):
+        runner.test()
     teardown_distributed()
 
 

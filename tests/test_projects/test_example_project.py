@@ -204,9 +204,11 @@ def test_train_and_test_through_tools(tmp_path):
     ckpt = osp.join(work, 'iter_2.pth')
     assert osp.isfile(ckpt)
 
+    # (tools/test.py with malloc left alone; run_demo's tests use the
+    # default heap reuse)
     out = _run([
         sys.executable, 'tools/test.py', CONFIG, ckpt, '--work-dir', work,
-        '--cfg-options'
+        '--no-reuse-heap', '--cfg-options'
     ] + opts, env)
     assert "type='ExampleMorphRefiner'" in out
     assert 'Iter(test) [8/8]' in out and 'mIoU: ' in out

@@ -84,7 +84,8 @@ def reuse_heap(enabled: bool = True) -> Iterator[bool]:
 
     Args:
         enabled (bool): False makes the context a no-op (the
-            ``--no-reuse-heap`` switch of ``tools/make_pseudo_labels.py``).
+            ``--no-reuse-heap`` switch of ``tools/make_pseudo_labels.py``
+            and ``tools/test.py``).
 
     Yields:
         bool: Whether the settings are in force (False when disabled or

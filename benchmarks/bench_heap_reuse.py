@@ -32,7 +32,6 @@ import json
 import os.path as osp
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
@@ -120,12 +119,8 @@ def run_child(args: argparse.Namespace, mode: str) -> dict:
         str(args.threads), '--seed',
         str(args.seed)
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith('CHILD_RESULT '):
-            return json.loads(line[len('CHILD_RESULT '):])
-    raise RuntimeError(f'the {mode} run failed (exit {proc.returncode}):\n'
-                       f'{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}')
+    from bench_pseudo_labels import child_result
+    return child_result(cmd, mode)
 
 
 def main(argv=None) -> None:

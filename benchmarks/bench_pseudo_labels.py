@@ -518,11 +518,19 @@ def run_child(args: argparse.Namespace, path: str, work: str,
         str(args.procs), '--images',
         str(args.images)
     ]
+    return child_result(cmd, path)
+
+
+def child_result(cmd: List[str], what: str) -> dict:
+    """Run ``cmd`` (a fresh process) and parse its ``CHILD_RESULT`` line.
+
+    Also used by ``bench_heap_reuse.py``.
+    """
     proc = subprocess.run(cmd, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith('CHILD_RESULT '):
             return json.loads(line[len('CHILD_RESULT '):])
-    raise RuntimeError(f'the {path} run failed (exit {proc.returncode}):\n'
+    raise RuntimeError(f'the {what} run failed (exit {proc.returncode}):\n'
                        f'{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}')
 
 

@@ -23,12 +23,15 @@
    original image file decoded as RGB uint8;
    on a CPU, ``procs`` forked processes of one intra-op thread each do all
    of that for interleaved images instead (``tools/make_pseudo_labels.py
-   --procs auto``, the default there): one process with a thread team
-   leaves cores idle in every serial section (resizes, small convolutions,
-   the CRF, PNG encoding), and processes of one thread each give the same
-   files as a one-thread run, bit for bit (a thread team changes the
-   float summation order of the convolutions: scores within ~2e-6, labels
-   equal on the demo);
+   --procs auto``, the default there): processes of one thread each give
+   the same files as a one-thread run, bit for bit (a thread team changes
+   the float summation order of the convolutions: scores within ~2e-6,
+   labels equal on the demo), and keep every core busy through the serial
+   sections (resizes, the CRF, PNG encoding). On 2 cores, with the heap
+   reuse below, they run as fast as one process with two threads
+   (0.96-1.05x in ``benchmarks/bench_pseudo_labels.py``). While the images
+   are labelled, freed memory stays in the heap (``reuse_heap``,
+   :mod:`mmwsss.utils.heap`: 1.6x faster on the demo, more memory);
 4. influence-aware refiners (``accepts_influence``, e.g.
    :class:`~mmwsss.refine.InfluenceCRF`) get the keyword arguments of
    ``model.refine_kwargs`` (for :class:`~mmwsss.models.IGCAMSegmentor`
@@ -601,7 +604,9 @@ def _run_procs(job_of, todo: List[int], ctx: dict, procs: int, scope: str,
     On a CPU, ``procs`` processes with one intra-op thread each keep every
     core busy with the model *and* the CRF, where one process with
     ``procs`` threads leaves cores idle in every serial section (small
-    convolutions, resizing, the CRF, PNG encoding). The model, dataset and
+    convolutions, resizing, the CRF, PNG encoding); on 2 cores, with the
+    heap reuse, both run at the same speed (see the module docstring),
+    and this path is kept for its bit-exact outputs. The model, dataset and
     refiner are built once, before ``fork``, and shared copy-on-write;
     process ``k`` labels ``todo[k::procs]`` and refines its own images.
     Outputs are bit-identical to one process running with one thread:

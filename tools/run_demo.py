@@ -54,6 +54,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--num-train', type=int, default=1000)
     p.add_argument('--num-val', type=int, default=200)
     p.add_argument('--img-size', type=int, default=128)
+    p.add_argument('--num-aux', type=int, default=0,
+                   help='images of the demo "aux" split (disjoint from '
+                   'train and val)')
+    p.add_argument('--generator-version', default=None,
+                   help='demo scene generator version (default: newest)')
+    p.add_argument('--difficulty', default=None,
+                   help='JSON object of generator knobs (calibration)')
     p.add_argument('--cam-config', default=CAM_CONFIG)
     p.add_argument('--seg-config', default=SEG_CONFIG)
     p.add_argument('--gt-config', default=GT_CONFIG)
@@ -120,11 +127,22 @@ class Demo:
     def make_data(self) -> None:
         a = self.args
         meta = osp.join(self.data, 'meta.json')
+        from mmwsss.datasets.demo_scenes import (GENERATOR_VERSION,
+                                                 resolve_difficulty)
+        version = a.generator_version or GENERATOR_VERSION
+        knobs = resolve_difficulty(
+            json.loads(a.difficulty) if a.difficulty else None, version)
         want = dict(
             seed=a.seed,
             num_train=a.num_train,
             num_val=a.num_val,
-            img_size=a.img_size)
+            num_aux=a.num_aux,
+            img_size=a.img_size,
+            generator_version=version,
+            difficulty={
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in knobs.items()
+            })
         if self.done(meta):
             with open(meta) as f:
                 have = json.load(f)
@@ -139,9 +157,10 @@ class Demo:
             str(a.seed), '--num-train',
             str(a.num_train), '--num-val',
             str(a.num_val), '--img-size',
-            str(a.img_size), '--workers',
+            str(a.img_size), '--num-aux',
+            str(a.num_aux), '--version', version, '--workers',
             str(a.workers), '--force'
-        ], 'data')
+        ] + (['--difficulty', a.difficulty] if a.difficulty else []), 'data')
 
     def train(self, config: str, work: str, stage: str, extra: List[str],
               loaders: Sequence[str] = ('train_dataloader', 'val_dataloader',

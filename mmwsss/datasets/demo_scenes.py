@@ -44,7 +44,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-GENERATOR_VERSION = '1.0'
+#: Version written by default. Every version stays reproducible: pass
+#: ``version='1.0'`` to get the scenes of the first demo bed byte for byte.
+GENERATOR_VERSION = '2.0'
 
 DEMO_CLASSES = ('background', 'star', 'ring', 'cross', 'crescent', 'bolt',
                 'key', 'leaf')
@@ -62,9 +64,14 @@ PHOTO_FILES = ('astronaut.png', 'brick.png', 'camera.png', 'cell.png',
                'moon.png', 'motorcycle_left.png', 'page.png', 'retina.jpg',
                'rocket.jpg', 'text.png')
 
-DEFAULT_DIFFICULTY = dict(
-    # Object extent (diameter before aspect change) / image side.
+DIFFICULTY_V1 = dict(
+    # Object extent (diameter before aspect change) / image side. With
+    # ``secondary_object_scale`` set, this is the range of the first
+    # (guaranteed) object only.
     object_scale=(0.25, 0.55),
+    # Extent range of the other objects of a scene; None draws them from
+    # ``object_scale`` too (version 1.0).
+    secondary_object_scale=None,
     # Probabilities of 1, 2 and 3 objects (distinct classes) per image.
     num_objects_probs=(0.45, 0.35, 0.20),
     # Inclusive range of non-class clutter shapes per image.
@@ -111,30 +118,59 @@ DEFAULT_DIFFICULTY = dict(
     max_tries=20,
 )
 
+#: Version 2.0: VOC-like object sizes and counts (issue #17). One large
+#: object (0.6-1.0 of the image side) and smaller companions, mostly one or
+#: two classes, less clutter; the appearance knobs that make WSSS hard
+#: (shared textures, brightness matching, soft edges, clutter over objects,
+#: thin parts) are kept, at the values chosen by the calibration in
+#: ``docs/en/notes/demo_calibration.md``.
+DIFFICULTY_V2 = dict(
+    DIFFICULTY_V1,
+    object_scale=(0.8, 1.25),
+    secondary_object_scale=(0.45, 0.85),
+    num_objects_probs=(0.6, 0.3, 0.1),
+    clutter=(0, 2),
+)
+
+DIFFICULTY_PRESETS = {'1.0': DIFFICULTY_V1, '2.0': DIFFICULTY_V2}
+
+#: Knobs of the default version.
+DEFAULT_DIFFICULTY = DIFFICULTY_PRESETS[GENERATOR_VERSION]
+
 _SS = 4  # supersampling factor of the shape rasteriser
 
 
-def resolve_difficulty(difficulty: Optional[dict] = None) -> dict:
-    """Merge user knobs into :data:`DEFAULT_DIFFICULTY`.
+def resolve_difficulty(difficulty: Optional[dict] = None,
+                       version: str = GENERATOR_VERSION) -> dict:
+    """Merge user knobs into the preset of a generator version.
 
     Args:
-        difficulty (dict, optional): Knobs overriding the defaults; see
-            :data:`DEFAULT_DIFFICULTY` for names and meanings.
+        difficulty (dict, optional): Knobs overriding the preset; see
+            :data:`DIFFICULTY_V1` for names and meanings.
+        version (str): Generator version whose preset is the starting
+            point (a key of :data:`DIFFICULTY_PRESETS`). Defaults to
+            :data:`GENERATOR_VERSION`.
 
     Returns:
         dict: The full set of knobs.
 
     Raises:
-        ValueError: On an unknown knob or an invalid range.
+        ValueError: On an unknown version, an unknown knob or an invalid
+            range.
     """
-    cfg = dict(DEFAULT_DIFFICULTY)
+    if version not in DIFFICULTY_PRESETS:
+        raise ValueError(f'unknown demo generator version {version!r}; '
+                         f'known: {sorted(DIFFICULTY_PRESETS)}')
+    cfg = dict(DIFFICULTY_PRESETS[version])
     for key, value in (difficulty or {}).items():
         if key not in cfg:
             raise ValueError(f'unknown difficulty knob {key!r}; known: '
                              f'{sorted(cfg)}')
         cfg[key] = value
     for key, value in cfg.items():
-        if isinstance(DEFAULT_DIFFICULTY[key], tuple):
+        if value is None:
+            continue
+        if isinstance(DIFFICULTY_V2[key], tuple):
             value = tuple(value)
             cfg[key] = value
             if key != 'num_objects_probs' and value[0] > value[1]:
@@ -477,6 +513,8 @@ def _plan_layers(rng: np.random.Generator, img_size: int, cfg: dict,
 
         layers: List[dict] = []
         owner = np.full((img_size, img_size), -1, np.int16)
+        big = int(classes[0])
+        sec_scale = cfg['secondary_object_scale'] or cfg['object_scale']
         for cls in order:
             max_tries = int(cfg['max_tries'])
             for attempt in range(max_tries):
@@ -484,8 +522,10 @@ def _plan_layers(rng: np.random.Generator, img_size: int, cfg: dict,
                     # Later attempts place the object near the centre.
                     central = attempt >= max_tries // 2
                     ops = SHAPE_FNS[cls - 1](rng)
-                    geo = _sample_geometry(rng, ops, img_size,
-                                           cfg['object_scale'], cfg, central)
+                    scale = (cfg['object_scale']
+                             if cls == big else sec_scale)
+                    geo = _sample_geometry(rng, ops, img_size, scale, cfg,
+                                           central)
                     if geo['area'] == 0:
                         continue
                     vis = int(geo['binary'].sum())
@@ -589,7 +629,8 @@ def make_scene(
     img_size: int = 128,
     difficulty: Optional[dict] = None,
     photos: Optional[Sequence[np.ndarray]] = None,
-    primary_class: Optional[int] = None
+    primary_class: Optional[int] = None,
+    version: str = GENERATOR_VERSION
 ) -> Tuple[np.ndarray, np.ndarray, List[int]]:
     """Draw one synthetic scene.
 
@@ -604,13 +645,15 @@ def make_scene(
         primary_class (int, optional): A foreground class that the scene
             must contain (used by :func:`generate_demo_dataset` to balance
             classes); the other classes are drawn at random.
+        version (str): Generator version whose knobs ``difficulty``
+            overrides. Defaults to :data:`GENERATOR_VERSION`.
 
     Returns:
         tuple: ``(img, mask, labels)``: ``H x W x 3`` uint8 RGB image,
         ``H x W`` uint8 mask of class indices (0 background) and the sorted
         list of foreground class indices present in the mask.
     """
-    cfg = resolve_difficulty(difficulty)
+    cfg = resolve_difficulty(difficulty, version)
     if photos is None:
         photos = load_photos()
     if img_size < 16:
@@ -732,14 +775,19 @@ def generate_demo_dataset(out_dir: str,
                           num_val: int = 100,
                           img_size: int = 128,
                           difficulty: Optional[dict] = None,
-                          workers: int = 1) -> dict:
+                          workers: int = 1,
+                          version: str = GENERATOR_VERSION,
+                          num_aux: int = 0) -> dict:
     """Write a synthetic WSSS dataset in the PASCAL VOC layout.
 
     Layout under ``out_dir``: ``JPEGImages/<id>.jpg`` (RGB, quality 95),
     ``SegmentationClass/<id>.png`` (palette PNG of class indices),
     ``ImageSets/Segmentation/{train,val}.txt``, ``image_labels.json``
     (``{"<id>": [sorted foreground class indices]}``) and ``meta.json``.
-    Train images are ``demo_000000`` ... and val images follow them. Files
+    Train images are ``demo_000000`` ... and val images follow them. With
+    ``num_aux > 0`` a third split, ``aux``, follows: scenes from their own
+    random stream, disjoint from train and val, for whatever must not touch
+    a reported split (IG-CAM's influence batch, threshold tuning). Files
     already in ``out_dir`` with the same names are overwritten.
 
     Args:
@@ -752,6 +800,10 @@ def generate_demo_dataset(out_dir: str,
             :data:`DEFAULT_DIFFICULTY`.
         workers (int): Worker processes; the output does not depend on it.
             Defaults to 1.
+        version (str): Generator version (a key of
+            :data:`DIFFICULTY_PRESETS`); ``difficulty`` overrides its knobs.
+            Defaults to :data:`GENERATOR_VERSION`.
+        num_aux (int): Number of ``aux`` images. Defaults to 0.
 
     Returns:
         dict: Summary with ``num_train``, ``num_val``, ``class_freq``
@@ -759,18 +811,25 @@ def generate_demo_dataset(out_dir: str,
         ``mean_labels`` (per split), ``fg_fraction`` (mean foreground pixel
         fraction) and ``seconds``.
     """
-    if num_train < 0 or num_val < 0 or num_train + num_val == 0:
-        raise ValueError('need num_train, num_val >= 0 and at least one '
-                         'image')
-    cfg = resolve_difficulty(difficulty)
+    if num_train < 0 or num_val < 0 or num_aux < 0 \
+            or num_train + num_val == 0:
+        raise ValueError('need num_train, num_val, num_aux >= 0 and at '
+                         'least one train or val image')
+    cfg = resolve_difficulty(difficulty, version)
     t0 = time.time()
     for sub in ('JPEGImages', 'SegmentationClass',
                 osp.join('ImageSets', 'Segmentation')):
         os.makedirs(osp.join(out_dir, sub), exist_ok=True)
     load_photos()  # load once before forking workers
     tasks, splits = [], {'train': [], 'val': []}
+    if num_aux:
+        splits['aux'] = []
     for key, code, count, start in (('train', 0, num_train, 0),
-                                    ('val', 1, num_val, num_train)):
+                                    ('val', 1, num_val, num_train),
+                                    ('aux', 2, num_aux,
+                                     num_train + num_val)):
+        if not count:
+            continue
         for i in range(count):
             name = f'demo_{start + i:06d}'
             splits[key].append(name)
@@ -816,10 +875,11 @@ def generate_demo_dataset(out_dir: str,
             float(np.mean([len(labels[n]) for n in names])) if names else 0.0)
     meta = dict(
         generator='mmwsss.datasets.demo_scenes',
-        generator_version=GENERATOR_VERSION,
+        generator_version=version,
         seed=int(seed),
         num_train=int(num_train),
         num_val=int(num_val),
+        num_aux=int(num_aux),
         img_size=int(img_size),
         classes=list(DEMO_CLASSES),
         palette=DEMO_PALETTE,
@@ -827,7 +887,8 @@ def generate_demo_dataset(out_dir: str,
             k: list(v) if isinstance(v, tuple) else v
             for k, v in cfg.items()
         },
-        class_freq=class_freq)
+        class_freq=class_freq,
+        fg_fraction=fg_px / float(len(results) * img_size * img_size))
     with open(osp.join(out_dir, 'meta.json'), 'w', encoding='utf-8') as f:
         json.dump(meta, f, indent=2, sort_keys=True)
         f.write('\n')

@@ -17,7 +17,9 @@ import os.path as osp
 import shutil
 import sys
 
-from mmwsss.datasets.demo_scenes import (DEMO_CLASSES, generate_demo_dataset)
+from mmwsss.datasets.demo_scenes import (DEMO_CLASSES, DIFFICULTY_PRESETS,
+                                         GENERATOR_VERSION,
+                                         generate_demo_dataset)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,7 +40,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--num-val', type=int, default=100, help='validation images')
     parser.add_argument(
+        '--num-aux',
+        type=int,
+        default=0,
+        help='images of the extra "aux" split (own random stream, disjoint '
+        'from train and val; e.g. the IG-CAM influence batch)')
+    parser.add_argument(
         '--img-size', type=int, default=128, help='image side in pixels')
+    parser.add_argument(
+        '--version',
+        default=GENERATOR_VERSION,
+        choices=sorted(DIFFICULTY_PRESETS),
+        help='generator version (older versions stay reproducible)')
     parser.add_argument(
         '--workers',
         type=int,
@@ -99,7 +112,9 @@ def main(argv=None) -> int:
             num_val=args.num_val,
             img_size=args.img_size,
             difficulty=difficulty,
-            workers=args.workers)
+            workers=args.workers,
+            version=args.version,
+            num_aux=args.num_aux)
         if osp.isdir(out) and os.listdir(out):
             # --force: move the old dataset aside, then drop it.
             old = f'{out}.old-{os.getpid()}'
@@ -118,7 +133,7 @@ def main(argv=None) -> int:
           f'in {summary["seconds"]:.1f} s '
           f'({n / max(summary["seconds"], 1e-9):.1f} images/s)')
     print(f'classes: {", ".join(DEMO_CLASSES[1:])}')
-    for split in ('train', 'val'):
+    for split in summary['class_freq']:
         freq = summary['class_freq'][split]
         print(f'{split}: images per class ' +
               ', '.join(f'{k}={v}' for k, v in freq.items()) +

@@ -112,8 +112,9 @@ def config_items(cfg: Config) -> Dict[str, Any]:
 def diff_keys(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
     """Keys whose values differ between two flat configs (or exist in one).
 
-    Tuples and lists compare equal when their items do (a config written
-    ``(1, 2)`` in one file and ``[1, 2]`` in another is the same setting).
+    Use :func:`flatten` first: it indexes tuples and lists alike, so a
+    setting written ``(1, 2)`` in one file and ``[1, 2]`` in another is the
+    same.
     """
     keys = set(a) | set(b)
     missing = object()

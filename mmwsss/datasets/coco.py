@@ -6,20 +6,21 @@ COCO experiments): background (0) followed by the 80 COCO object
 categories in the order of their COCO category ids, so that COCO ids
 ``1..90`` (with gaps) map to the contiguous labels ``1..80``.
 
-The helpers in this module (category mapping, COCO RLE decoding and
-annotation rasterisation) are shared with the converter
-``tools/dataset_converters/coco_wsss.py`` that writes the index masks and
-the ``cls_labels.json`` label file.
+The helpers in this module (category mapping, annotation rasterisation by
+pycocotools with ``COCO.annToMask`` semantics) are shared with the
+converter ``tools/dataset_converters/coco_wsss.py`` that writes the index
+masks and the ``cls_labels.json`` label file.
 """
 import json
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 from mmengine import fileio
 from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
+from pycocotools import mask as mask_utils
 
 from mmwsss.registry import DATASETS
 from .wsss_dataset import labels_from_mask, load_label_file
@@ -103,131 +104,54 @@ def check_categories(categories: Sequence[dict], source: str = '') -> None:
                              f'{name!r}, expected {expected!r}')
 
 
-def rle_string_to_counts(s: Union[str, bytes]) -> List[int]:
-    """Decode COCO's compressed RLE string into run lengths.
-
-    This is ``rleFrString`` of the COCO API (``maskApi.c``): every count is
-    written as a LEB128-like sequence of 6-bit groups stored as the ASCII
-    characters 48..111 (5 payload bits, bit 5 = "more groups follow", bit 4
-    of the last group = sign); from the fourth count on the value stored is
-    the difference to the count two positions earlier.
-
-    Args:
-        s (str | bytes): The ``counts`` string.
-
-    Returns:
-        list[int]: Run lengths, alternating background/foreground and
-        starting with background.
-    """
-    if isinstance(s, bytes):
-        s = s.decode('ascii')
-    counts: List[int] = []
-    p = 0
-    while p < len(s):
-        x = 0
-        k = 0
-        more = True
-        while more:
-            if p >= len(s):
-                raise ValueError(f'truncated RLE string {s!r}')
-            c = ord(s[p]) - 48
-            if not 0 <= c < 64:
-                raise ValueError(f'invalid character {s[p]!r} in RLE '
-                                 f'string {s!r}')
-            x |= (c & 0x1f) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)
-        if len(counts) > 2:
-            x += counts[-2]
-        counts.append(x)
-    return counts
-
-
-def counts_to_rle_string(counts: Sequence[int]) -> str:
-    """Encode run lengths as COCO's compressed RLE string (``rleToString``).
-
-    Args:
-        counts (Sequence[int]): Run lengths, starting with background.
-
-    Returns:
-        str: The compressed ``counts`` string.
-    """
-    out = []
-    for i, cnt in enumerate(counts):
-        x = int(cnt)
-        if i > 2:
-            x -= int(counts[i - 2])
-        more = True
-        while more:
-            c = x & 0x1f
-            x >>= 5
-            more = (x != -1) if (c & 0x10) else (x != 0)
-            if more:
-                c |= 0x20
-            out.append(chr(c + 48))
-    return ''.join(out)
-
-
-def rle_to_mask(rle: dict) -> np.ndarray:
-    """Decode a COCO RLE (compressed string or uncompressed list).
-
-    Args:
-        rle (dict): ``{'size': [h, w], 'counts': str | list[int]}``. Runs
-            are in column-major (Fortran) order, as in the COCO API.
-
-    Returns:
-        np.ndarray: ``(h, w)`` uint8 mask with values 0/1.
-    """
-    h, w = (int(v) for v in rle['size'])
-    counts = rle['counts']
-    if isinstance(counts, (str, bytes)):
-        counts = rle_string_to_counts(counts)
-    counts = np.asarray(counts, dtype=np.int64)
-    if (counts < 0).any() or counts.sum() != h * w:
-        raise ValueError(f'RLE run lengths sum to {int(counts.sum())}, '
-                         f'expected {h}x{w}={h * w}')
-    values = (np.arange(len(counts)) % 2).astype(np.uint8)
-    flat = np.repeat(values, counts)
-    return flat.reshape((w, h)).T.copy()
-
-
-def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int,
-                     width: int) -> np.ndarray:
-    """Rasterise COCO polygons with ``cv2.fillPoly``.
-
-    Vertices are rounded to the nearest pixel; pixels on the polygon border
-    are filled (``cv2.fillPoly`` semantics, slightly larger than the COCO
-    API's ``frPoly``). Parts are united; polygons with fewer than three
-    vertices are skipped.
-
-    Args:
-        polygons (Sequence[Sequence[float]]): ``[x1, y1, x2, y2, ...]``
-            lists.
-        height (int): Image height.
-        width (int): Image width.
-
-    Returns:
-        np.ndarray: ``(height, width)`` uint8 mask with values 0/1.
-    """
-    mask = np.zeros((height, width), dtype=np.uint8)
-    for poly in polygons:
-        pts = np.asarray(poly, dtype=np.float64).ravel()
-        if pts.size % 2:
-            raise ValueError(f'polygon with an odd number of coordinates: '
-                             f'{list(poly)}')
-        pts = pts.reshape(-1, 2)
-        if len(pts) < 3:
-            continue
-        pts = np.round(pts).astype(np.int32)
-        cv2.fillPoly(mask, [pts], 1)
-    return mask
+def _rle_of(ann: dict, height: int, width: int) -> dict:
+    """Compressed RLE of one annotation, as ``COCO.annToRLE`` builds it."""
+    where = f'annotation {ann.get("id")} of image {ann.get("image_id")}'
+    seg = ann.get('segmentation')
+    if isinstance(seg, list):
+        parts = []
+        for poly in seg:
+            coords = np.asarray(poly, dtype=np.float64).ravel()
+            if coords.size % 2:
+                raise ValueError(f'{where}: polygon with an odd number of '
+                                 f'coordinates ({coords.size})')
+            if coords.size >= 6:
+                parts.append(coords.tolist())
+        if not parts:
+            return mask_utils.encode(
+                np.zeros((height, width), dtype=np.uint8, order='F'))
+        return mask_utils.merge(mask_utils.frPyObjects(parts, height, width))
+    if isinstance(seg, dict) and 'counts' in seg and 'size' in seg:
+        h, w = (int(v) for v in seg['size'])
+        if isinstance(seg['counts'], list):
+            counts = np.asarray(seg['counts'], dtype=np.int64)
+            # pycocotools does not check this and decodes garbage
+            if (counts < 0).any() or counts.sum() != h * w:
+                raise ValueError(f'{where}: RLE run lengths sum to '
+                                 f'{int(counts.sum())}, expected {h}x{w}='
+                                 f'{h * w}')
+            return mask_utils.frPyObjects(seg, height, width)
+        return seg
+    raise ValueError(f'{where} has an unsupported segmentation '
+                     f'{type(seg).__name__} (expected polygons or RLE)')
 
 
 def annotation_to_mask(ann: dict, height: int, width: int) -> np.ndarray:
-    """Binary mask of one COCO annotation (polygons or RLE).
+    """Binary mask of one COCO annotation with ``annToMask`` semantics.
+
+    Decoded by pycocotools exactly as ``pycocotools.coco.COCO.annToMask``:
+    polygons (several parts are united), uncompressed RLE (``counts`` a
+    list of run lengths) and compressed RLE (``counts`` a string). This is
+    the rasterisation that COCO's own evaluation and the COCO WSSS ground
+    truth masks use: ``frPyObjects`` of the polygon parts then ``merge``;
+    ``frPyObjects`` of an uncompressed RLE; a compressed RLE as it is.
+
+    Two deviations, both on malformed polygons where ``annToMask`` fails
+    or silently misreads: parts with fewer than three vertices are dropped
+    (``frPyObjects`` reads a first part of 4 numbers as a box and raises
+    ``TypeError``; at any other position such a part adds no pixel), and a
+    part with an odd number of coordinates is an error naming the
+    annotation.
 
     Args:
         ann (dict): A COCO annotation with a ``segmentation`` field.
@@ -236,19 +160,42 @@ def annotation_to_mask(ann: dict, height: int, width: int) -> np.ndarray:
 
     Returns:
         np.ndarray: ``(height, width)`` uint8 mask with values 0/1.
+
+    Raises:
+        ValueError: The segmentation is malformed (odd polygon, RLE runs
+            that do not cover the mask, a truncated compressed RLE) or its
+            RLE size differs from the image size; the message names the
+            annotation.
     """
-    seg = ann.get('segmentation')
-    if isinstance(seg, list):
-        return polygons_to_mask(seg, height, width)
-    if isinstance(seg, dict):
-        mask = rle_to_mask(seg)
-        if mask.shape != (height, width):
-            raise ValueError(f'annotation {ann.get("id")}: RLE size '
-                             f'{mask.shape} differs from the image size '
-                             f'{(height, width)}')
-        return mask
-    raise ValueError(f'annotation {ann.get("id")} has an unsupported '
-                     f'segmentation {type(seg).__name__}')
+    where = f'annotation {ann.get("id")} of image {ann.get("image_id")}'
+    rle = _rle_of(ann, height, width)
+    try:
+        with warnings.catch_warnings():
+            # pycocotools' decode under NumPy 2 (harmless, once per call)
+            warnings.filterwarnings(
+                'ignore',
+                message='__array__ implementation',
+                category=DeprecationWarning)
+            mask = mask_utils.decode(rle)
+    except Exception as e:  # pycocotools raises bare Exceptions
+        raise ValueError(f'{where}: cannot decode its RLE: {e}') from None
+    if rle is ann['segmentation']:
+        # A compressed RLE from the file. pycocotools leaves the pixels
+        # after too short a run list uninitialised, so check that the mask
+        # encodes back to the same string (pycocotools writes every RLE
+        # this way; a hand-made one with empty runs must be re-encoded).
+        counts = rle['counts']
+        if isinstance(counts, str):
+            counts = counts.encode('ascii')
+        back = mask_utils.encode(np.asfortranarray(mask))['counts']
+        if back != counts:
+            raise ValueError(
+                f'{where}: compressed RLE is truncated or not in the '
+                'canonical form of pycocotools.mask.encode')
+    if mask.shape != (height, width):
+        raise ValueError(f'{where}: RLE size {mask.shape} differs from '
+                         f'the image size {(height, width)}')
+    return np.ascontiguousarray(mask, dtype=np.uint8)
 
 
 def category_label(cat_id: int, where: str = '') -> int:

@@ -1,5 +1,10 @@
 # Copyright (c) mmwsss contributors.
-"""Tests of WSSSCOCODataset, the COCO RLE helpers and the converter."""
+"""Tests of WSSSCOCODataset, the COCO mask helpers and the converter.
+
+The masks are checked against pycocotools itself (``COCO.annToMask`` on
+the same annotations): polygons, compressed and uncompressed RLE, crowd
+regions in the semantic label map.
+"""
 import importlib.util
 import json
 import os
@@ -11,30 +16,38 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
 
 from mmwsss.datasets import WSSSCOCODataset
-from mmwsss.datasets.coco import (COCO_CAT2LABEL, annotations_to_label_map,
-                                  counts_to_rle_string, polygons_to_mask,
-                                  rle_string_to_counts, rle_to_mask)
+from mmwsss.datasets.coco import (COCO_CAT2LABEL, annotation_to_mask,
+                                  annotations_to_label_map)
 from mmwsss.registry import DATASETS
 from mmwsss.utils import register_all_modules
 
 register_all_modules()
+# pycocotools' decode under NumPy 2 (the reference calls below)
+pytestmark = pytest.mark.filterwarnings(
+    'ignore:__array__ implementation:DeprecationWarning')
 
 REPO = Path(__file__).resolve().parents[2]
 PERSON, DOG, TOOTHBRUSH = 1, 17, 80  # COCO ids 1, 18, 90
 
 # Crowd "dog" region of image 1 (6x8): pixel (y0, x0), x6 rows 4-5 and
-# column x7. Column-major runs: [0, 1, 39, 8]. Hand-encoded: 0 -> '0',
-# 1 -> '1', 39 = 0b1_00111 -> 6-bit groups 7|0x20 ('W') and 1 ('1'),
-# 4th count stored as 8 - counts[1] = 7 -> '7'.
+# column x7. Column-major runs: [0, 1, 39, 8], written uncompressed as COCO
+# writes its crowd regions. Compressed by hand (COCO's rleToString):
+# 0 -> '0', 1 -> '1', 39 = 0b1_00111 -> 6-bit groups 7|0x20 ('W') and 1
+# ('1'), 4th count stored as 8 - counts[1] = 7 -> '7'.
+CROWD_COUNTS = [0, 1, 39, 8]
 CROWD_RLE = '01W17'
 
 STEM1 = 'COCO_train2014_000000000001'
 STEM2 = 'COCO_train2014_000000000002'
 STEM3 = 'COCO_train2014_000000000003'
 
-# Hand-computed converter output (cv2.fillPoly fills border pixels).
+# Hand-computed converter output. COCO polygon coordinates are continuous
+# with pixel x covering [x - 0.5, x + 0.5] for pycocotools, so the
+# rectangles below run along pixel edges (x.5).
 # Image 1: person rect x1-6/y1-4 over the crowd (255), toothbrush x3-4/y2-3
 # drawn last (smaller).
 EXPECTED1 = np.array([
@@ -79,36 +92,36 @@ def mini_instances(split: str = 'train2014') -> dict:
                 category_id=1,
                 iscrowd=0,
                 area=24.0,
-                segmentation=[[1, 1, 6, 1, 6, 4, 1, 4]]),
+                segmentation=[[0.5, 0.5, 6.5, 0.5, 6.5, 4.5, 0.5, 4.5]]),
             dict(
                 id=11,
                 image_id=1,
                 category_id=90,
                 iscrowd=0,
                 area=4.0,
-                segmentation=[[3, 2, 4, 2, 4, 3, 3, 3]]),
+                segmentation=[[2.5, 1.5, 4.5, 1.5, 4.5, 3.5, 2.5, 3.5]]),
             dict(
                 id=12,
                 image_id=1,
                 category_id=18,
                 iscrowd=1,
                 area=9.0,
-                segmentation=dict(size=[6, 8], counts=CROWD_RLE)),
+                segmentation=dict(size=[6, 8], counts=CROWD_COUNTS)),
             dict(
                 id=13,
                 image_id=2,
                 category_id=18,
                 iscrowd=0,
                 area=8.0,
-                segmentation=[[0, 0, 1, 0, 1, 1, 0, 1],
-                              [2, 3, 3, 3, 3, 4, 2, 4]]),
+                segmentation=[[-.5, -.5, 1.5, -.5, 1.5, 1.5, -.5, 1.5],
+                              [1.5, 2.5, 3.5, 2.5, 3.5, 4.5, 1.5, 4.5]]),
             dict(
                 id=14,
                 image_id=2,
                 category_id=1,
                 iscrowd=0,
                 area=20.0,
-                segmentation=[[0, 0, 3, 0, 3, 4, 0, 4]]),
+                segmentation=[[-.5, -.5, 3.5, -.5, 3.5, 4.5, -.5, 4.5]]),
         ])
 
 
@@ -150,64 +163,207 @@ def read_png(path: Path) -> np.ndarray:
         return np.asarray(im)
 
 
-# ----------------------------------------------------------------- RLE
+# ------------------------------------------------- masks vs pycocotools
 
 
-def test_rle_string_decoder_hand_encoded():
+def coco_api(images: list, annotations: list) -> COCO:
+    """A pycocotools ``COCO`` object over in-memory annotations."""
+    api = COCO()
+    api.dataset = dict(
+        images=images,
+        annotations=annotations,
+        categories=[dict(id=1, name='person')])
+    api.createIndex()
+    return api
+
+
+def random_masks(rng: np.random.Generator, n: int, h: int, w: int) -> list:
+    """Blobby random binary masks (some empty, some full)."""
+    masks = [np.zeros((h, w), np.uint8), np.ones((h, w), np.uint8)]
+    while len(masks) < n:
+        small = (rng.random((h // 4 + 1, w // 4 + 1)) < 0.4).astype(np.uint8)
+        m = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+        m ^= (rng.random((h, w)) < 0.03).astype(np.uint8)  # speckle
+        masks.append(m)
+    return masks
+
+
+def runs_fortran(mask: np.ndarray) -> list:
+    """Uncompressed COCO RLE counts, by brute force over the pixels."""
+    flat = mask.ravel(order='F')
+    counts, cur, run = [], 0, 0
+    for v in flat:
+        if v != cur:
+            counts.append(run)
+            cur, run = v, 0
+        run += 1
+    counts.append(run)
+    return counts
+
+
+def test_polygons_agree_with_pycocotools():
+    rng = np.random.default_rng(0)
+    h, w = 37, 53
+    anns = []
+    for i in range(60):
+        parts = []
+        for _ in range(int(rng.integers(1, 4))):
+            k = int(rng.integers(3, 9))
+            # vertices around a centre, some outside the image, floats
+            cx, cy = rng.uniform(-5, w + 5), rng.uniform(-5, h + 5)
+            ang = np.sort(rng.uniform(0, 2 * np.pi, k))
+            rad = rng.uniform(1, 15, k)
+            xy = np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1)
+            parts.append(np.round(xy, 2).ravel().tolist())
+        anns.append(
+            dict(
+                id=i + 1,
+                image_id=1,
+                category_id=1,
+                iscrowd=0,
+                segmentation=parts))
+    api = coco_api([dict(id=1, height=h, width=w)], anns)
+    nonempty = 0
+    for ann in anns:
+        ref = api.annToMask(ann)
+        got = annotation_to_mask(ann, h, w)
+        assert got.dtype == np.uint8 and got.shape == (h, w)
+        np.testing.assert_array_equal(got, ref, err_msg=str(ann['id']))
+        nonempty += bool(ref.any())
+    assert nonempty > 40  # the comparison is not between empty masks
+
+
+def test_rle_agrees_with_pycocotools():
+    rng = np.random.default_rng(1)
+    h, w = 29, 41
+    masks = random_masks(rng, 12, h, w)
+    anns = []
+    for i, m in enumerate(masks):
+        compressed = mask_utils.encode(np.asfortranarray(m))
+        # as read from a JSON file: counts is a str
+        compressed['counts'] = compressed['counts'].decode('ascii')
+        anns.append(
+            dict(
+                id=2 * i + 1,
+                image_id=1,
+                category_id=1,
+                iscrowd=0,
+                segmentation=compressed))
+        anns.append(
+            dict(
+                id=2 * i + 2,
+                image_id=1,
+                category_id=1,
+                iscrowd=1,
+                segmentation=dict(size=[h, w], counts=runs_fortran(m))))
+    api = coco_api([dict(id=1, height=h, width=w)], anns)
+    for ann in anns:
+        m = masks[(ann['id'] - 1) // 2]
+        ref = api.annToMask(ann)
+        np.testing.assert_array_equal(ref, m)  # the reference is right
+        np.testing.assert_array_equal(
+            annotation_to_mask(ann, h, w), ref, err_msg=str(ann['id']))
+
+
+def test_rle_hand_encoded():
     # 3x6 mask, runs [5, 6, 2, 1, 4]; 4th count stored as 1 - 6 = -5:
     # -5 & 0x1f = 27 with the sign bit 0x10 set, one group -> chr(75) 'K';
     # 5th stored as 4 - 2 = 2 -> '2'.
-    counts = rle_string_to_counts('562K2')
-    assert counts == [5, 6, 2, 1, 4]
     expected = np.array([
         [0, 0, 1, 1, 0, 0],
         [0, 0, 1, 1, 1, 0],
         [0, 1, 1, 0, 0, 0],
     ], np.uint8)
-    mask = rle_to_mask(dict(size=[3, 6], counts='562K2'))
-    np.testing.assert_array_equal(mask, expected)
-    # uncompressed counts list and bytes give the same mask
-    np.testing.assert_array_equal(
-        rle_to_mask(dict(size=[3, 6], counts=[5, 6, 2, 1, 4])), expected)
-    np.testing.assert_array_equal(
-        rle_to_mask(dict(size=[3, 6], counts=b'562K2')), expected)
+    for counts in ('562K2', b'562K2', [5, 6, 2, 1, 4]):
+        ann = dict(id=1, segmentation=dict(size=[3, 6], counts=counts))
+        np.testing.assert_array_equal(annotation_to_mask(ann, 3, 6), expected)
+    crowd = np.zeros((6, 8), np.uint8)
+    crowd[0, 0] = crowd[4:6, 6] = crowd[:, 7] = 1
+    for counts in (CROWD_RLE, CROWD_COUNTS):
+        ann = dict(id=2, segmentation=dict(size=[6, 8], counts=counts))
+        np.testing.assert_array_equal(annotation_to_mask(ann, 6, 8), crowd)
 
 
-def test_rle_multi_group_and_crowd_example():
-    assert rle_string_to_counts(CROWD_RLE) == [0, 1, 39, 8]
-    assert rle_string_to_counts('X1') == [40]  # 40 = 8|0x20, then 1<<5
-    expected = np.zeros((6, 8), np.uint8)
-    expected[0, 0] = expected[4:6, 6] = expected[:, 7] = 1
-    mask = rle_to_mask(dict(size=[6, 8], counts=CROWD_RLE))
-    np.testing.assert_array_equal(mask, expected)
+def test_crowd_label_map_agrees_with_pycocotools():
+    """Label map = pycocotools masks composed by the documented rule."""
+    rng = np.random.default_rng(2)
+    h, w = 24, 32
+    masks = random_masks(rng, 9, h, w)[2:]
+    cat_ids = [1, 18, 90, 3, 44, 62, 1]
+    anns = []
+    for i, (m, cat) in enumerate(zip(masks, cat_ids)):
+        crowd = i in (0, 4)
+        if crowd:
+            seg = dict(size=[h, w], counts=runs_fortran(m))
+        else:
+            seg = mask_utils.encode(np.asfortranarray(m))
+            seg['counts'] = seg['counts'].decode('ascii')
+        anns.append(
+            dict(
+                id=100 - i,
+                image_id=1,
+                category_id=cat,
+                iscrowd=int(crowd),
+                area=float(m.sum()),
+                segmentation=seg))
+    # two polygons too, one crossing a crowd region
+    anns.append(
+        dict(
+            id=7,
+            image_id=1,
+            category_id=18,
+            iscrowd=0,
+            area=60.0,
+            segmentation=[[2.5, 3.5, 14.5, 3.5, 14.5, 8.5, 2.5, 8.5]]))
+    anns.append(
+        dict(
+            id=8,
+            image_id=1,
+            category_id=90,
+            iscrowd=1,
+            area=30.0,
+            segmentation=[[20.5, 10.5, 26.5, 10.5, 26.5, 15.5]]))
+    api = coco_api([dict(id=1, height=h, width=w)], anns)
+    ref = np.zeros((h, w), np.uint8)
+    for ann in anns:  # crowd regions first, as 255
+        if ann['iscrowd']:
+            ref[api.annToMask(ann) > 0] = 255
+    for ann in sorted((a for a in anns if not a['iscrowd']),
+                      key=lambda a: (-a['area'], a['id'])):
+        ref[api.annToMask(ann) > 0] = COCO_CAT2LABEL[ann['category_id']]
+    got = annotations_to_label_map(anns, h, w)
+    np.testing.assert_array_equal(got, ref)
+    assert (got == 255).any() and len(np.unique(got)) >= 5
 
 
-@pytest.mark.parametrize('counts', [
-    [0, 1, 39, 8],
-    [5, 6, 2, 1, 4],
-    [1000, 3, 70000, 2, 5, 123456, 0, 9],
-    [17, 33, 16, 15, 1, 1000000, 2],
-])
-def test_rle_round_trip(counts):
-    assert rle_string_to_counts(counts_to_rle_string(counts)) == counts
-
-
-def test_rle_errors():
-    with pytest.raises(ValueError, match='sum to'):
-        rle_to_mask(dict(size=[3, 6], counts=[5, 6]))
-    with pytest.raises(ValueError, match='truncated'):
-        rle_string_to_counts('X')  # continuation bit without a next group
-    with pytest.raises(ValueError, match='invalid character'):
-        rle_string_to_counts('5 6')
-
-
-def test_polygon_fill_includes_border():
-    mask = polygons_to_mask([[1, 1, 3, 1, 3, 2, 1, 2], [0, 0, 1, 0]], 4, 5)
-    expected = np.zeros((4, 5), np.uint8)
-    expected[1:3, 1:4] = 1  # the 2-vertex "polygon" is skipped
-    np.testing.assert_array_equal(mask, expected)
-    with pytest.raises(ValueError, match='odd number'):
-        polygons_to_mask([[0, 0, 1, 0, 1]], 4, 5)
+def test_mask_errors_and_degenerate_parts():
+    square = [0.5, 0.5, 4.5, 0.5, 4.5, 3.5, 0.5, 3.5]
+    # a first part of 4 numbers: pycocotools reads it as a box and fails
+    ann = dict(
+        id=3, image_id=9, category_id=1, segmentation=[[1, 1, 3, 1], square])
+    with pytest.raises(TypeError):
+        coco_api([dict(id=9, height=5, width=6)], [ann]).annToMask(ann)
+    ref = coco_api([dict(id=9, height=5, width=6)],
+                   []).annToMask(dict(image_id=9, segmentation=[square]))
+    np.testing.assert_array_equal(annotation_to_mask(ann, 5, 6), ref)
+    assert annotation_to_mask(dict(segmentation=[]), 5, 6).sum() == 0
+    with pytest.raises(ValueError, match='annotation 4 of image 9.*odd'):
+        annotation_to_mask(
+            dict(id=4, image_id=9, segmentation=[[0, 0, 1, 0, 1]]), 4, 5)
+    with pytest.raises(ValueError, match='annotation 5 .*sum to 11'):
+        annotation_to_mask(
+            dict(id=5, segmentation=dict(size=[3, 6], counts=[5, 6])), 3, 6)
+    with pytest.raises(ValueError, match='annotation 6 .*truncated'):
+        annotation_to_mask(
+            dict(id=6, segmentation=dict(size=[3, 6], counts='562')), 3, 6)
+    with pytest.raises(ValueError, match='annotation 7 .*decode'):
+        annotation_to_mask(
+            dict(id=7, segmentation=dict(size=[3, 6], counts='5 6')), 3, 6)
+    with pytest.raises(ValueError, match='annotation 8 .*image size'):
+        annotation_to_mask(
+            dict(id=8, segmentation=dict(size=[3, 6], counts='562K2')), 4, 6)
+    with pytest.raises(ValueError, match='annotation 9 .*unsupported'):
+        annotation_to_mask(dict(id=9, segmentation='x'), 3, 6)
 
 
 # ------------------------------------------------------------ labels

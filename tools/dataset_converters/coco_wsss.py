@@ -6,9 +6,10 @@ Writes, for one split (``train2014`` or ``val2014``):
 - ``<coco-root>/SegmentationClass/<split>/<file stem>.png``: palette index
   masks in the 81-class label space of
   :class:`mmwsss.datasets.WSSSCOCODataset` (0 background, 1..80 the COCO
-  categories in id order, 255 ignore). Polygons are rasterised with
-  ``cv2.fillPoly`` and RLE regions decoded by
-  :func:`mmwsss.datasets.coco.rle_to_mask` (no pycocotools needed).
+  categories in id order, 255 ignore). Every instance mask comes from
+  pycocotools with ``COCO.annToMask`` semantics (polygons, compressed and
+  uncompressed RLE; :func:`mmwsss.datasets.coco.annotation_to_mask`), the
+  rasterisation the COCO WSSS ground truth is scored with.
   Overlaps: instances are drawn by decreasing area, so smaller objects are
   drawn last and stay visible; crowd regions (``iscrowd=1``) are drawn
   first as 255 (ignored by evaluation) and instances overwrite them.

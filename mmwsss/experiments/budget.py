@@ -10,7 +10,7 @@ Every demo ablation row config carries a ``wsss_row`` dict::
         change=['model.cam_head.num_proposals'],  # keys that may differ
         stages=None,         # or the configs trained in order (staged)
         refine=None,         # or a post-processing that reuses the parent
-        extra_images=0)      # images seen outside the shared budget
+        extra_images=0)      # images seen beyond the shared budget
 
 A row is its parent plus exactly the change that names it: every key of
 the row's effective (fully inherited) config that differs from the parent's
@@ -20,8 +20,10 @@ shares the baseline's backbone, input, stride, images seen, schedule,
 augmentation and test settings unless a row declares one of them as its
 change. A staged row (CamGuide stage 1 -> 2 -> 3) splits the baseline's
 images seen across its stages: the sum of ``max_iters * batch_size`` over
-``stages`` must equal the baseline's, and images seen by anything else (the
-CamGuide teacher) are declared in ``extra_images``.
+``stages`` must equal the baseline's, plus ``extra_images`` where a row
+declares that it sees more (a stage added on top of a row that already
+used the budget); the table states those images. A model trained
+separately and used by a row (the CamGuide teacher) is a row of its own.
 
 Nothing here trains or builds a model: configs are read with
 :class:`mmengine.config.Config` and compared as flat key -> value maps, so
@@ -259,11 +261,12 @@ def check_row(path: str, root: Optional[str] = None) -> List[str]:
                             f'{meta["parent"]}')
     base_seen = images_seen(load_config(base_path, root))
     seen = row_images_seen(path, root)
-    if seen != base_seen:
+    if seen != base_seen + int(meta['extra_images']):
         problems.append(f'{path}: sees {seen} images in training, the '
-                        f'baseline {base_path} {base_seen} (one budget: '
-                        'a staged row splits the baseline\'s images seen '
-                        'across its stages)')
+                        f'baseline {base_path} {base_seen} and the row '
+                        f'declares {meta["extra_images"]} extra (one '
+                        'budget: a staged row splits the baseline\'s images '
+                        'seen across its stages)')
     if meta['stages'] and osp.normpath(meta['stages'][-1]) != \
             osp.normpath(path):
         problems.append(f'{path}: the last of wsss_row.stages must be the '

@@ -104,6 +104,10 @@ train_cfg = dict(max_iters=250)
     assert row_images_seen(s2, str(tmp)) == 16000
     problems = check_row(s1, str(tmp))
     assert any('sees 8000 images' in p for p in problems)
+    # a row that declares the images it sees beyond the budget passes
+    with open(s1, 'a') as f:
+        f.write("wsss_row = dict(extra_images=-8000)\n")
+    assert check_row(s1, str(tmp)) == []
 
 
 def test_bad_metadata(rows):

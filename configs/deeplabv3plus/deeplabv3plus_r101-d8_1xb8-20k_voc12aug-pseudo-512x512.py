@@ -34,10 +34,13 @@ train_pipeline = [
     dict(type='mmseg.PhotoMetricDistortion'),
     dict(type='mmseg.PackSegInputs')
 ]
+# Loading steps with ``_scope_`` rather than an ``mmseg.`` prefix:
+# mmseg.apis.inference_model drops ``type='LoadAnnotations'`` and retypes
+# the first step to ``LoadImageFromNDArray`` (mmwsss.apis.inference).
 test_pipeline = [
-    dict(type='mmseg.LoadImageFromFile'),
+    dict(type='LoadImageFromFile', _scope_='mmseg'),
     dict(type='mmseg.Resize', scale=(2048, 512), keep_ratio=True),
-    dict(type='mmseg.LoadAnnotations'),
+    dict(type='LoadAnnotations', _scope_='mmseg'),
     dict(type='mmseg.PackSegInputs')
 ]
 train_dataloader = dict(

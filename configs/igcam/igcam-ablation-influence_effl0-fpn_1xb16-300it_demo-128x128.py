@@ -25,11 +25,15 @@ train_pipeline = [
     dict(type='mmseg.RandomFlip', prob=0.5),
     dict(type='PackWSSSInputs'),
 ]
+# Loading steps with ``_scope_`` rather than an ``mmseg.`` prefix:
+# mmseg.apis.inference_model drops ``type='LoadAnnotations'`` and retypes
+# the first step to ``LoadImageFromNDArray``; unlabelled images are packed
+# for the model to predict their classes (mmwsss.apis.inference).
 test_pipeline = [
-    dict(type='mmseg.LoadImageFromFile'),
+    dict(type='LoadImageFromFile', _scope_='mmseg'),
     dict(type='LoadProposals', proposal_dir=proposal_dir, max_num=2000),
-    dict(type='mmseg.LoadAnnotations'),
-    dict(type='PackWSSSInputs'),
+    dict(type='LoadAnnotations', _scope_='mmseg'),
+    dict(type='PackWSSSInputs', allow_missing_labels=True),
 ]
 stage3_pipeline = train_pipeline[:-1] + [
     # after the axis-aligned transforms, so that the proposals follow it

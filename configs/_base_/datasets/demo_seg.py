@@ -17,9 +17,12 @@ train_pipeline = [
     dict(type='mmseg.RandomFlip', prob=0.5),
     dict(type='mmseg.PackSegInputs'),
 ]
+# Loading steps with ``_scope_`` rather than an ``mmseg.`` prefix:
+# mmseg.apis.inference_model drops ``type='LoadAnnotations'`` and retypes
+# the first step to ``LoadImageFromNDArray`` (mmwsss.apis.inference).
 test_pipeline = [
-    dict(type='mmseg.LoadImageFromFile'),
-    dict(type='mmseg.LoadAnnotations'),
+    dict(type='LoadImageFromFile', _scope_='mmseg'),
+    dict(type='LoadAnnotations', _scope_='mmseg'),
     dict(type='mmseg.PackSegInputs'),
 ]
 train_dataloader = dict(

@@ -14,10 +14,14 @@ train_pipeline = [
     dict(type='PackWSSSInputs'),
 ]
 # CAMs are computed on the original image (multi-scale inside the model).
+# Loading steps with ``_scope_`` rather than an ``mmseg.`` prefix:
+# mmseg.apis.inference_model drops ``type='LoadAnnotations'`` and retypes
+# the first step to ``LoadImageFromNDArray``; unlabelled images are packed
+# for the model to predict their classes (mmwsss.apis.inference).
 test_pipeline = [
-    dict(type='mmseg.LoadImageFromFile'),
-    dict(type='mmseg.LoadAnnotations'),
-    dict(type='PackWSSSInputs'),
+    dict(type='LoadImageFromFile', _scope_='mmseg'),
+    dict(type='LoadAnnotations', _scope_='mmseg'),
+    dict(type='PackWSSSInputs', allow_missing_labels=True),
 ]
 train_dataloader = dict(
     batch_size=32,

@@ -29,25 +29,45 @@ class PackWSSSInputs(PackSegInputs):
     packed image) and ``ranks`` (int64 ``(N, )``, the row of each box in
     its proposal file, 0 = best ranked).
 
+    Images given without labels (``mmseg.apis.inference_model`` on a new
+    image) are refused unless ``allow_missing_labels``: then the sample is
+    packed without ``img_labels`` and with ``img_labels_unknown=True`` in
+    its meta information, and a CAM segmentor uses the classes it predicts
+    (see :meth:`mmwsss.models.CAMSegmentor.cam_scores`). mmwsss datasets
+    always give labels, so the flag only matters for label-free inputs;
+    the configs set it in their test pipelines.
+
     Args:
-        meta_keys (Sequence[str]): Meta keys to pack. ``img_labels`` is
-            always added.
+        meta_keys (Sequence[str]): Meta keys to pack. ``img_labels`` (and
+            ``img_labels_unknown``) are always added.
+        allow_missing_labels (bool): Pack an image without ``img_labels``
+            as described above instead of raising a ``KeyError``.
+            Defaults to False.
     """
 
-    def __init__(self, meta_keys: Sequence[str] = DEFAULT_META_KEYS) -> None:
+    def __init__(self,
+                 meta_keys: Sequence[str] = DEFAULT_META_KEYS,
+                 allow_missing_labels: bool = False) -> None:
         meta_keys = tuple(meta_keys)
-        if 'img_labels' not in meta_keys:
-            meta_keys = meta_keys + ('img_labels', )
+        for key in ('img_labels', 'img_labels_unknown'):
+            if key not in meta_keys:
+                meta_keys = meta_keys + (key, )
         super().__init__(meta_keys=meta_keys)
+        self.allow_missing_labels = bool(allow_missing_labels)
 
     def transform(self, results: dict) -> dict:
         """Pack ``results``; fail clearly when the image has no labels."""
         if 'img_labels' not in results:
-            raise KeyError(
-                f'image {results.get("img_path", "<unknown>")} has no '
-                '"img_labels": use an mmwsss dataset (WSSSVOCDataset, '
-                'WSSSCOCODataset, ...) that loads image-level labels')
-        results['img_labels'] = [int(x) for x in results['img_labels']]
+            if not self.allow_missing_labels:
+                raise KeyError(
+                    f'image {results.get("img_path", "<unknown>")} has no '
+                    '"img_labels": use an mmwsss dataset (WSSSVOCDataset, '
+                    'WSSSFolderDataset, ...) that loads image-level labels, '
+                    'or PackWSSSInputs(allow_missing_labels=True) for '
+                    'inference on unlabelled images')
+            results['img_labels_unknown'] = True
+        else:
+            results['img_labels'] = [int(x) for x in results['img_labels']]
         if 'proposals' not in results:
             return super().transform(results)
         align_proposals(results)

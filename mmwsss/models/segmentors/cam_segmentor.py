@@ -271,11 +271,23 @@ class CAMSegmentor(BaseSegmentor):
 
         Returns:
             tuple[Tensor, list[int]]: ``(num_classes, H0, W0)`` scores and
-            the foreground classes used.
+            the foreground classes used: the sample's ``img_labels`` when
+            ``test_cfg.use_img_labels``, else (or when the sample was
+            packed with ``img_labels_unknown``) the classes of positive
+            ``logits``, or the top one when none is positive.
+
+        Raises:
+            KeyError: ``use_img_labels`` and the sample has neither
+                ``img_labels`` nor ``img_labels_unknown``.
         """
         cfg = self.test_cfg
         cams = self._to_original(cams, meta)
-        if cfg['use_img_labels']:
+        # packed without labels on purpose (PackWSSSInputs with
+        # allow_missing_labels, e.g. mmseg.apis.inference_model on a new
+        # image): the predicted classes, as with use_img_labels=False
+        unknown = 'img_labels' not in meta and bool(
+            meta.get('img_labels_unknown', False))
+        if cfg['use_img_labels'] and not unknown:
             if 'img_labels' not in meta:
                 raise KeyError(
                     f'{meta.get("img_path", "image")}: test_cfg.'

@@ -15,7 +15,8 @@ from .curvature import (ClassifierCurvature, SolveInfo, augment,
 from .hvp import (CGInfo, LiSSAInfo, StochasticHVP, conjugate_gradient,
                   flat_hvp, flatten, lissa, top_eigenvalue, unflatten)
 from .influence import (ClassifierInfluence, aggregate_scales, assert_disjoint,
-                        classifier_influence, feature_grad_x_input,
+                        cam_magnitude_maps, classifier_influence,
+                        feature_grad_x_input,
                         influence_scores, input_grad_maps, normalise_maps,
                         resample_maps, sample_weights, select_val_subset,
                         uniform_maps)
@@ -23,7 +24,7 @@ from .influence import (ClassifierInfluence, aggregate_scales, assert_disjoint,
 __all__ = [
     'CGInfo', 'ClassifierCurvature', 'ClassifierInfluence', 'LiSSAInfo',
     'SolveInfo', 'StochasticHVP', 'aggregate_scales', 'assert_disjoint',
-    'augment', 'classifier_grads', 'classifier_hessian',
+    'augment', 'cam_magnitude_maps', 'classifier_grads', 'classifier_hessian',
     'classifier_influence', 'conjugate_gradient', 'feature_grad_x_input',
     'flat_hvp', 'flatten', 'influence_scores', 'input_grad_maps', 'lissa',
     'normalise_maps', 'pack_classifier', 'resample_maps', 'sample_weights',

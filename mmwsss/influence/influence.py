@@ -47,9 +47,9 @@ from .curvature import ClassifierCurvature, SolveInfo, classifier_grads
 
 __all__ = [
     'ClassifierInfluence', 'aggregate_scales', 'assert_disjoint',
-    'classifier_influence', 'feature_grad_x_input', 'influence_scores',
-    'input_grad_maps', 'normalise_maps', 'resample_maps', 'sample_weights',
-    'select_val_subset', 'uniform_maps'
+    'cam_magnitude_maps', 'classifier_influence', 'feature_grad_x_input',
+    'influence_scores', 'input_grad_maps', 'normalise_maps', 'resample_maps',
+    'sample_weights', 'select_val_subset', 'uniform_maps'
 ]
 
 Size = Union[int, Tuple[int, int]]
@@ -175,6 +175,41 @@ def feature_grad_x_input(feature_map: Tensor,
     grad_f = -grad_f  # (N, M, D)
     maps = torch.einsum('nmd,ndx->nmx', grad_f, fm.flatten(2)) / (h * w)
     return _reduce(maps.reshape(n, -1, h, w), reduction)
+
+
+def cam_magnitude_maps(feature_map: Tensor, weight: Tensor,
+                       bias: Optional[Tensor], labels: Tensor) -> Tensor:
+    """``|CAM|`` of the labelled classes: the saliency control of IG-CAM.
+
+    ``m(u) = sum_c y_c |W_c F(u) + b_c| / sum_c y_c`` for image labels (or
+    soft targets) ``y``: the magnitude of the dense class activation of the
+    labelled classes, computed from the same features and classifier as
+    :func:`feature_grad_x_input`, so that the two maps can be swapped in the
+    same pipeline (resampled to the grid, normalised to spatial mean 1, and
+    the same sample weights). The map of an image without labels is zero
+    (uniform after :func:`normalise_maps`). Closed form, no autograd.
+
+    Args:
+        feature_map (Tensor): ``(N, D, h, w)`` features.
+        weight (Tensor): Classifier weight ``(K, D)`` or ``(K, D, 1, 1)``.
+        bias (Tensor, optional): ``(K,)`` bias or None.
+        labels (Tensor): ``(N, K)`` multi-hot or soft targets.
+
+    Returns:
+        Tensor: ``(N, 1, h, w)`` non-negative maps (detached).
+    """
+    dt = torch.promote_types(feature_map.dtype, torch.float32)
+    fm = feature_map.detach().to(dt)
+    wmat = weight.detach().reshape(weight.shape[0], -1).to(dt)
+    if wmat.shape[1] != fm.shape[1]:
+        raise ValueError(f'classifier {tuple(wmat.shape)} does not fit '
+                         f'{fm.shape[1]} feature channels')
+    cam = torch.einsum('kd,ndhw->nkhw', wmat, fm)
+    if bias is not None:
+        cam = cam + bias.detach().to(dt)[None, :, None, None]
+    y = labels.detach().to(dt).clamp_min(0)
+    den = y.sum(dim=1).clamp_min(1e-12)[:, None, None]
+    return (torch.einsum('nk,nkhw->nhw', y, cam.abs()) / den).unsqueeze(1)
 
 
 def input_grad_maps(loss_fn: Callable[[Tensor], Tensor],

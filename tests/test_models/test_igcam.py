@@ -7,6 +7,7 @@ slicing, plain :class:`CAMHead` outputs, softmax / weighted sums written
 out per image, autograd Hessians and finite differences.
 """
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -196,6 +197,121 @@ def test_head_without_proposals_equals_plain_cam_heads():
 # boxes aligned to the stride-8 grid of a 32 x 32 input (so to the
 # feature cells of scales 0 and 1); image 1 has no proposals (padding)
 BOXES = [torch.tensor([[8., 8., 24., 32.], [0., 0., 16., 8.]]), None]
+
+
+# ----------------------------------------------------------- gamma_s
+
+
+def test_learned_scale_weights_closed_form():
+    """gamma = softmax(g): uniform at init (= the mean), and for given g
+    the fused CAM and logit are the hand-computed weighted sums."""
+    feats = _feats()
+    gen = torch.Generator().manual_seed(11)
+    infs = [torch.rand(2, 1, *hw, generator=gen) * 2 for hw in SIZES]
+    head = _head()
+    assert head.scale_fusion == 'learned'
+    assert torch.equal(head.scale_logits.detach(), torch.zeros(4))
+    out = head(feats, infs, BOXES, (32, 32))
+    assert torch.allclose(out.fused_logits, torch.stack(out.logits).mean(0),
+                          atol=1e-6)
+    g = [1.0, -0.5, 0.25, 2.0]
+    with torch.no_grad():
+        head.scale_logits.copy_(torch.tensor(g))
+    out = head(feats, infs, BOXES, (32, 32))
+    den = sum(math.exp(v) for v in g)
+    gamma = [math.exp(v) / den for v in g]
+    assert torch.allclose(head.scale_weights,
+                          torch.tensor(gamma), atol=1e-7)
+    ref_z = sum(gamma[s] * out.logits[s] for s in range(4))
+    ref_cam = sum(gamma[s] * F.interpolate(
+        out.cams[s], size=(8, 8), mode='bilinear', align_corners=False)
+                  for s in range(4))
+    assert torch.allclose(out.fused_logits, ref_z, atol=1e-6)
+    assert torch.allclose(out.fused_cam, ref_cam, atol=1e-5)
+    # not the mean any more (the comparison above can fail)
+    assert not torch.allclose(out.fused_logits,
+                              torch.stack(out.logits).mean(0), atol=1e-3)
+    # switched off: fixed mean / max, no parameter, no fused loss
+    for fusion in ('mean', 'max'):
+        off = _head(scale_fusion=fusion)
+        assert off.scale_logits is None and off.scale_weights is None
+        o = off(feats)
+        lg = torch.stack(o.logits)
+        ref = lg.mean(0) if fusion == 'mean' else lg.max(0).values
+        assert torch.allclose(o.fused_logits, ref)
+        t = torch.tensor([[1., 0., 1.], [0., 1., 0.]])
+        assert set(off.loss_by_feat(o, t)) == {'loss_ig', 'acc_cls'}
+    with pytest.raises(ValueError):
+        _head(scale_fusion='sum')
+    with pytest.raises(ValueError):
+        _head(fused_loss='logits')
+
+
+def test_learned_scale_weights_gradients():
+    """``loss_ig_fused`` = BCE(sum_s gamma_s z_s) trains gamma only (the
+    per-scale logits are detached), with the closed-form gradient
+    ``dL/dg_s = gamma_s sum_nk dL/dz_nk (z_s,nk - z_nk)``; the fused CAM
+    (boundary loss) sends gradients to gamma too."""
+    feats = [f.double() for f in _feats()]
+    head = _head(loss_boundary=dict(type='BoundaryAlignmentLoss')).double()
+    with torch.no_grad():
+        head.scale_logits.copy_(torch.tensor([0.3, -0.2, 0.1, 0.5]))
+    targets = torch.tensor([[1., 0., 1.], [0., 1., 0.]], dtype=D64)
+    weight = torch.tensor([0.5, 1.5], dtype=D64)
+    out = head(feats, None, BOXES, (32, 32))
+    losses = head.loss_by_feat(out, targets, weight)
+    head.zero_grad()
+    losses['loss_ig_fused'].backward()
+    assert all(c.weight.grad is None or float(c.weight.grad.abs().max())
+               == 0 for c in head.classifiers)
+    gamma = torch.softmax(head.scale_logits.detach(), 0)
+    z = torch.stack([zz.detach() for zz in out.logits])  # (S, N, K)
+    zf = torch.einsum('s,snk->nk', gamma, z)
+    # MultiLabelSoftMarginLoss: mean_n w_n mean_k BCE -> dL/dz
+    dz = weight[:, None] * (torch.sigmoid(zf) - targets) / (2 * 3)
+    ref = gamma * torch.einsum('nk,snk->s', dz, z - zf)
+    assert torch.allclose(head.scale_logits.grad, ref, atol=1e-10)
+    assert float(ref.abs().min()) > 0
+    # fused_loss='all': the classifiers get the fused loss's gradient too
+    head_all = _head(fused_loss='all').double()
+    o = head_all(feats, None, BOXES, (32, 32))
+    head_all.loss_by_feat(o, targets)['loss_ig_fused'].backward()
+    assert float(head_all.classifiers[0].weight.grad.abs().max()) > 0
+    assert float(head_all.scale_logits.grad.abs().max()) > 0
+    # the boundary loss on the fused CAM reaches gamma
+    head.zero_grad()
+    imgs = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(
+        1), dtype=D64)
+    out = head(feats, None, BOXES, (32, 32))
+    head.loss_by_feat(out, targets, inputs=imgs)['loss_boundary'].backward()
+    assert float(head.scale_logits.grad.abs().max()) > 0
+
+
+# --------------------------------------------------- proposal selection
+
+
+def test_one_selection_rule_for_training_and_test():
+    """Default: the top ``num_proposals`` by rank in training and at test
+    time; ``train_select='random'`` is the old rule (differs)."""
+    gen = torch.Generator().manual_seed(0)
+    xy = torch.rand(40, 2, generator=gen) * 40
+    boxes = torch.cat([xy, xy + 4 + torch.rand(40, 2, generator=gen) * 20],
+                      1)
+    ranks = torch.randperm(40, generator=gen)
+    ds = SegDataSample()
+    ds.proposals = InstanceData(bboxes=boxes, ranks=ranks)
+    head = _head(num_proposals=8)
+    assert head.train_select == head.test_select == 'rank'
+    head.train()
+    train = head.gather_proposals([ds])[0]
+    head.eval()
+    test = head.gather_proposals([ds])[0]
+    ref = boxes[torch.argsort(ranks)[:8]]
+    assert torch.equal(train, ref) and torch.equal(test, ref)
+    old = _head(num_proposals=8, train_select='random')
+    torch.manual_seed(0)
+    assert not torch.equal(old.gather_proposals([ds])[0], ref)
+
 
 
 def _brute_scale(head, s, feat, inf, boxes, alpha_mode):
@@ -413,26 +529,47 @@ def _train_steps(model, steps=2):
     return losses
 
 
-def test_segmentor_loss_alpha_gradient_and_curvature():
+@pytest.mark.parametrize('mode', ['eval', 'train'])
+def test_segmentor_loss_alpha_gradient_and_curvature(mode):
     torch.manual_seed(0)
-    model = MODELS.build(_model_cfg(influence_cfg=dict(momentum=1.0)))
+    model = MODELS.build(
+        _model_cfg(influence_cfg=dict(momentum=1.0, curvature_mode=mode)))
     model.cam_head.num_proposals = None  # all boxes, as in the replay below
     assert isinstance(model, IGCAMSegmentor)
+    model.train()
+    bn = next(m for m in model.backbone.modules()
+              if isinstance(m, nn.BatchNorm2d))
+    bn_before = (bn.running_mean.clone(), int(bn.num_batches_tracked))
     data = model.data_preprocessor(_batch(2), training=True)
     losses = model.loss(data['inputs'], data['data_samples'])
     assert set(losses) == {
-        'loss_ig', 'loss_consistency', 'loss_boundary', 'acc_cls'
+        'loss_ig', 'loss_ig_fused', 'loss_consistency', 'loss_boundary',
+        'acc_cls'
     }
+    # the eval-mode curvature forward leaves BN statistics and the modes
+    # as the training forward alone does (one batch tracked)
+    assert int(bn.num_batches_tracked) == bn_before[1] + 1
+    assert model.training and model.backbone.training
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
     assert bool((model.attention.alpha.grad != 0).all())
     # one update with momentum 1 = the batch Hessian of each classifier at
-    # the pooled features it saw, with loss weight 1 / num_scales
+    # the pooled features it saw in the chosen BN mode (eval: running
+    # statistics, as the validation gradients of the solve; train: batch
+    # statistics of the training forward), loss weight 1 / num_scales
     labels = model.cam_head.targets(data['data_samples'])
+    boxes = [p.bboxes for p in (d.proposals for d in data['data_samples'])]
     with torch.no_grad():
-        out, raw, _, _ = model._run(
-            data['inputs'], labels,
-            [p.bboxes for p in (d.proposals for d in data['data_samples'])],
-            (64, 64))
+        if mode == 'eval':
+            model.eval()
+        # else: replay the training forward (BN batch statistics)
+        out, raw, _, _ = model._run(data['inputs'], labels, boxes, (64, 64))
+        model.train()
+        other, _, _, _ = model._run(data['inputs'], labels, boxes, (64, 64))
+        if mode == 'train':
+            model.eval()
+            other, _, _, _ = model._run(data['inputs'], labels, boxes,
+                                        (64, 64))
+            model.train()
     assert raw is None  # uniform before the first refresh
     for s, inf in enumerate(model.influence):
         assert inf.curvature.num_updates == 1
@@ -440,6 +577,11 @@ def test_segmentor_loss_alpha_gradient_and_curvature():
             out.pooled[s].double(), out.logits[s].double(), False,
             loss_weight=0.25)
         assert torch.allclose(inf.curvature.hessian(), ref, atol=1e-6)
+        # the two BN modes give different curvatures (the test can fail)
+        wrong = classifier_hessian(
+            other.pooled[s].double(), other.logits[s].double(), False,
+            loss_weight=0.25)
+        assert not torch.allclose(inf.curvature.hessian(), wrong, atol=1e-6)
 
 
 def test_classifier_curvature_equals_autograd_hessian():
@@ -557,6 +699,103 @@ def test_influence_maps_weights_and_state_round_trip():
         uniform, _, _, _ = model._run(data['inputs'], None, None, (64, 64))
     assert all(torch.equal(m, torch.ones_like(m)) for m in maps)
     assert torch.allclose(blended.fused_cam, uniform.fused_cam, atol=1e-6)
+
+
+def test_cam_magnitude_control_swaps_the_map():
+    """``map_source='cam_magnitude'``: from the first refresh on, every
+    scale's map is the mean |W_c F_s(u) + b_c| over the labelled classes
+    (through the 32 grid), and that map, not the influence one, reaches the
+    attention and the head."""
+    torch.manual_seed(0)
+    model = MODELS.build(_model_cfg())
+    _train_steps(model, 1)
+    ctrl = MODELS.build(_model_cfg(influence_cfg=dict(
+        map_source='cam_magnitude')))
+    ctrl.load_state_dict(model.state_dict())
+    ctrl.load_influence_state_dict(model.influence_state_dict())
+    model.eval()  # no BN update from here on: the twins stay equal
+    ctrl.eval()
+    data = model.data_preprocessor(_batch(2, 3), training=True)
+    labels = model.cam_head.targets(data['data_samples'])
+    feats = model.extract_feat(data['inputs'])
+    assert ctrl.influence_maps(feats, labels) is None  # before a refresh
+    val = _batch(3, seed=10)
+    model.refresh_influence(val)
+    ctrl.refresh_influence(val)
+    got = ctrl.influence_maps(feats, labels)
+    inf = model.influence_maps(feats, labels)
+    for s, feat in enumerate(feats):
+        w = ctrl.cam_head.classifiers[s].weight[:, :, 0, 0]
+        ref = torch.zeros(2, 1, *feat.shape[-2:])
+        for i in range(2):
+            cls = [c for c in range(3) if labels[i, c] > 0]
+            for c in cls:  # bias=False in this head
+                ref[i, 0] += (w[c][:, None, None] * feat[i]).sum(0).abs()
+            ref[i, 0] /= len(cls)
+        ref = F.interpolate(
+            F.interpolate(ref, size=(32, 32), mode='bilinear',
+                          align_corners=False),
+            size=feat.shape[-2:], mode='bilinear', align_corners=False)
+        assert torch.allclose(got[s], ref, rtol=1e-5, atol=1e-6)
+        # a different map than the influence one
+        assert not torch.allclose(got[s] / got[s].mean(),
+                                  inf[s] / inf[s].mean(), atol=1e-2)
+    # the swapped map is what the head sees: same weights, same state,
+    # different fused CAMs; the control equals the influence model whose
+    # maps are monkey-patched with |CAM|
+    with torch.no_grad():
+        a, _, maps_a, _ = ctrl._run(data['inputs'], labels, None, (64, 64))
+        b, _, maps_b, _ = model._run(data['inputs'], labels, None, (64, 64))
+        model.influence_maps = lambda f, y: ctrl.influence_maps(f, y)
+        c, _, _, _ = model._run(data['inputs'], labels, None, (64, 64))
+    assert not torch.allclose(a.fused_cam, b.fused_cam, atol=1e-4)
+    assert torch.allclose(a.fused_cam, c.fused_cam, atol=1e-6)
+    with pytest.raises(ValueError, match='map_source'):
+        MODELS.build(_model_cfg(influence_cfg=dict(map_source='saliency')))
+
+
+def test_curvature_interval_updates_every_k_with_scaled_momentum():
+    torch.manual_seed(0)
+    model = MODELS.build(
+        _model_cfg(influence_cfg=dict(momentum=0.1, curvature_interval=3)))
+    # per-update momentum keeps the EMA memory in iterations: 1 - 0.9^3
+    assert model.influence[0].curvature.momentum == pytest.approx(0.271)
+    calls = []
+    orig = model.update_curvature
+    model.update_curvature = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    _train_steps(model, 7)
+    assert len(calls) == 3  # calls 0, 3 and 6
+    assert model.influence[0].curvature.num_updates == 3
+    state = model.influence_state_dict()
+    assert int(state['curvature_calls']) == 7
+    other = MODELS.build(
+        _model_cfg(influence_cfg=dict(momentum=0.1, curvature_interval=3)))
+    other.load_influence_state_dict(state)
+    assert other._curvature_calls == 7
+    with pytest.raises(ValueError, match='curvature_interval'):
+        MODELS.build(_model_cfg(influence_cfg=dict(curvature_interval=0)))
+    with pytest.raises(ValueError, match='curvature_mode'):
+        MODELS.build(_model_cfg(influence_cfg=dict(curvature_mode='both')))
+
+
+def test_boundary_loss_gets_the_unpadded_shapes():
+    model = MODELS.build(_model_cfg())
+    batch = _batch(2)
+    batch['inputs'][1] = batch['inputs'][1][:, :48, :40]  # padded to 64
+    for ds, x in zip(batch['data_samples'], batch['inputs']):
+        ds.set_metainfo(dict(img_shape=tuple(x.shape[-2:])))
+    data = model.data_preprocessor(batch, training=True)
+    assert data['inputs'].shape[-2:] == (64, 64)
+    seen = []
+    forward = model.cam_head.loss_boundary.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs['valid_shapes'])
+        return forward(*args, **kwargs)
+
+    model.cam_head.loss_boundary.forward = spy
+    model.loss(data['inputs'], data['data_samples'])
+    assert seen == [[(64, 64), (48, 40)]]
 
 
 def test_disabled_influence():

@@ -5,10 +5,14 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from mmseg.structures import SegDataSample
 
+from mmwsss.models import MultiLabelCutMix, MultiLabelMixUp
 from mmwsss.models.losses import (BoundaryAlignmentLoss,
                                   InfluenceWeightedBCELoss,
                                   MultiScaleConsistencyLoss, sobel_magnitude)
+from mmwsss.models.utils import valid_shape
 from mmwsss.registry import MODELS
 from mmwsss.utils import register_all_modules
 
@@ -200,3 +204,87 @@ def test_losses_build_from_registry():
         MultiScaleConsistencyLoss(distance='l3')
     with pytest.raises(ValueError):
         BoundaryAlignmentLoss(mode='dot')
+
+
+@pytest.mark.parametrize('mode', ['l1', 'cosine'])
+def test_boundary_ignores_the_padding(mode):
+    """A crop padded at the bottom / right (as the data preprocessor does)
+    with garbage CAM cells over the padding gives exactly the loss of the
+    crop alone; without ``valid_shapes`` the padding does create loss."""
+    gen = torch.Generator().manual_seed(3)
+    d = torch.float64
+    # image 0: a 24 x 40 crop padded to 32 x 48; image 1 fills the input
+    crop = torch.rand(1, 3, 24, 40, generator=gen, dtype=d)
+    full = torch.rand(1, 3, 32, 48, generator=gen, dtype=d)
+    cam_crop = torch.randn(1, 2, 3, 5, generator=gen, dtype=d)  # stride 8
+    cam_full = torch.randn(1, 2, 4, 6, generator=gen, dtype=d)
+    cam0 = 5 * torch.randn(1, 2, 4, 6, generator=gen, dtype=d)  # garbage
+    cam0[..., :3, :5] = cam_crop
+    img0 = torch.zeros(1, 3, 32, 48, dtype=d)
+    img0[..., :24, :40] = crop
+    cam = torch.cat([cam0, cam_full])
+    imgs = torch.cat([img0, full])
+    t = torch.tensor([[1., 1.], [0., 1.]], dtype=d)
+    # influence on the upsampled grid (stride 2: factor 4 -> 16 x 24)
+    inf = torch.rand(2, 1, 16, 24, generator=gen, dtype=d) + 0.5
+    loss = BoundaryAlignmentLoss(mode=mode, max_stride=2, loss_weight=1.)
+    got = loss(cam, imgs, t, inf, valid_shapes=[(24, 40), (32, 48)])
+    a = loss(cam_crop, crop, t[:1], inf[:1, :, :12, :20])
+    b = loss(cam_full, full, t[1:], inf[1:])
+    if mode == 'l1':  # mean over valid cells of labelled class maps
+        n0, n1 = 2 * 12 * 20, 1 * 16 * 24
+        ref = (a * n0 + b * n1) / (n0 + n1)
+    else:  # mean over labelled class maps
+        ref = (2 * a + b) / 3
+    assert got.item() == pytest.approx(ref.item(), rel=1e-12)
+    # the padded image alone, too
+    one = loss(cam0, img0, t[:1], inf[:1], valid_shapes=[(24, 40)])
+    assert one.item() == pytest.approx(a.item(), rel=1e-12)
+    # the test can fail: without the valid area the padding counts
+    unmasked = loss(cam0, img0, t[:1], inf[:1])
+    assert abs(unmasked.item() - a.item()) > 1e-3
+    # a shape that is not a multiple of the stride drops the partial cell
+    part = loss(cam0, img0, t[:1], inf[:1], valid_shapes=[(30, 47)])
+    assert part.item() == pytest.approx(a.item(), rel=1e-12)
+
+
+def test_boundary_runs_at_eighth_resolution():
+    """A 1/32 CAM (4 x 4 of 128 px) is upsampled bilinearly by 4 to 1/8
+    before the loss: the same as giving the upsampled CAM with the old,
+    resolution-keeping loss."""
+    gen = torch.Generator().manual_seed(4)
+    cam = torch.randn(2, 3, 4, 4, generator=gen)
+    img = torch.rand(2, 3, 128, 128, generator=gen)
+    t = torch.tensor([[1., 0., 1.], [0., 1., 0.]])
+    new = BoundaryAlignmentLoss(loss_weight=1.)
+    assert new.upsample_factor((4, 4), (128, 128)) == 4
+    assert new.upsample_factor((32, 32), (128, 128)) == 1
+    up = F.interpolate(cam, size=(16, 16), mode='bilinear',
+                       align_corners=False)
+    old = BoundaryAlignmentLoss(max_stride=None, loss_weight=1.)
+    assert new(cam, img, t).item() == pytest.approx(
+        old(up, img, t).item(), rel=1e-6)
+    assert abs(new(cam, img, t).item() - old(cam, img, t).item()) > 1e-3
+    with pytest.raises(ValueError):
+        BoundaryAlignmentLoss(max_stride=0)
+
+
+def test_mixes_intersect_the_valid_shapes():
+    """MixUp / CutMix write the intersection of both images' unpadded
+    areas as ``valid_shape`` (the partner's padding is in the mix)."""
+    def samples():
+        out = []
+        for shape in ((20, 32), (32, 24), (32, 32)):
+            s = SegDataSample()
+            s.set_metainfo(dict(img_labels=[1], img_shape=shape))
+            out.append(s)
+        return out
+
+    x = torch.zeros(3, 3, 32, 32)
+    _, mixed = MultiLabelMixUp().mix(x, samples(), 0.5, [1, 2, 0])
+    assert [valid_shape(s) for s in mixed] == [(20, 24), (32, 24), (20, 32)]
+    _, cut = MultiLabelCutMix().mix(x, samples(), (0, 8, 0, 8), [2, 0, 1])
+    assert [valid_shape(s) for s in cut] == [(20, 32), (20, 24), (32, 24)]
+    # an empty box mixes nothing
+    _, same = MultiLabelCutMix().mix(x, samples(), (4, 4, 0, 8), [1, 2, 0])
+    assert [valid_shape(s) for s in same] == [(20, 32), (32, 24), (32, 32)]

@@ -103,19 +103,47 @@ class InstanceGuidedCAMHead(BaseModule):
     tensor) in input pixels. At most ``num_proposals`` per image are kept:
     ``train_select`` in training, ``test_select`` otherwise (``'rank'``: best
     ranked first, ``'area'``: largest first, ``'random'``: uniformly at
-    random with the global torch RNG). With ``add_whole_image`` the whole
-    image is always one extra proposal (so every pixel is covered and the
-    classifier always sees global context). Without proposals (or with
+    random with the global torch RNG). Both default to ``'rank'``: one rule
+    for training and test, so that the classifiers and the proposal scorer
+    are trained on the boxes they are tested on. A uniform random subset of
+    up to 2000 Selective Search boxes is dominated by the many small regions
+    of the first grouping steps, while the ranking favours late merges, i.e.
+    larger boxes (the test boxes were 1.5-3x larger than the training ones
+    on the demo scenes, issue #18): random in training and rank at test is
+    a distribution shift between the two. The rank is the proposal method's
+    own order, needs no RNG, and random crops already vary the boxes between
+    epochs; ``train_select='random'`` keeps the earlier rule for the
+    ablation. With ``add_whole_image`` the whole image is always one extra
+    proposal (so every pixel is covered and the classifier always sees
+    global context). Without proposals (or with
     ``num_proposals=0``) the whole image is the only proposal and the head
     is exactly a plain multi-scale CAM head: ``z_s = W_s GAP(I_s F~_s) +
     b_s``, ``CAM_s = W_s (I_s F~_s) + b_s``.
 
-    Scales are fused by upsampling every ``CAM_s`` (bilinear) to the largest
-    scale and averaging (``scale_fusion='mean'``) or taking the maximum
-    (``'max'``); image logits are fused the same way. The classification
-    loss is applied to every scale's logits and averaged over scales (deep
-    supervision: each classifier is a valid CAM classifier, which the
-    per-scale influence estimate assumes).
+    Scale fusion. Every ``CAM_s`` is upsampled (bilinear) to the largest
+    scale, then the scales are combined with the learned scale weights of
+    IG-CAM sec. 4.1.1 (``scale_fusion='learned'``, default)::
+
+        gamma = softmax(g)     # one parameter g_s per scale, zeros at init
+        CAM   = sum_s gamma_s Upsample(CAM_s)
+        z     = sum_s gamma_s z_s
+
+    i.e. positive weights summing to 1, "initialized uniformly and learned
+    during training" (uniform at init: the same as ``'mean'``). ``'mean'``
+    (fixed ``gamma_s = 1 / S``) and ``'max'`` (element-wise maximum) turn
+    them off for the ablation. The classification loss is applied to every
+    scale's logits and averaged over scales (deep supervision: each
+    classifier is a valid CAM classifier, which the per-scale influence
+    estimate assumes). The fused logit ``z`` also enters a classification
+    loss (``fused_loss``): ``'gamma'`` (default) computes it from the
+    *detached* per-scale logits, so that it trains ``gamma`` only (the
+    classifiers keep the deep-supervision loss whose closed-form curvature
+    :mod:`mmwsss.influence` uses, exactly); ``'all'`` lets its gradient
+    reach the classifiers and features too (the per-scale curvature then
+    ignores that term); ``'none'`` adds no such loss (``gamma`` is then
+    learned only through losses on the fused CAM, e.g. the boundary loss).
+    The fused loss is reported as ``<loss_cls name>_fused`` and has no
+    effect for the parameter-free fusions with ``'gamma'``.
 
     Args:
         in_channels (int): Channels of every scale. Defaults to 256.
@@ -125,8 +153,8 @@ class InstanceGuidedCAMHead(BaseModule):
         bias (bool): Classifier bias. Defaults to False (as IRN).
         num_proposals (int, optional): Top-K proposals per image; None keeps
             all. Defaults to 64.
-        train_select (str): Selection in training. Defaults to
-            ``'random'``.
+        train_select (str): Selection in training. Defaults to ``'rank'``
+            (the same rule as at test time, see above).
         test_select (str): Selection in eval mode. Defaults to ``'rank'``.
         add_whole_image (bool): Always add the whole image. Defaults to
             True.
@@ -136,7 +164,11 @@ class InstanceGuidedCAMHead(BaseModule):
             True.
         cam_mode (str): ``'coverage'`` or ``'attribution'``. Defaults to
             ``'coverage'``.
-        scale_fusion (str): ``'mean'`` or ``'max'``. Defaults to ``'mean'``.
+        scale_fusion (str): ``'learned'`` (``gamma_s``), ``'mean'`` or
+            ``'max'``. Defaults to ``'learned'``.
+        fused_loss (str): Classification loss on the fused logit:
+            ``'gamma'``, ``'all'`` or ``'none'`` (see above). Defaults to
+            ``'gamma'``.
         loss_cls (dict): Classification loss (``L_IG``).
         loss_consistency (dict, optional): Multi-scale consistency loss.
         loss_boundary (dict, optional): Boundary alignment loss.
@@ -146,7 +178,8 @@ class InstanceGuidedCAMHead(BaseModule):
     SELECT_MODES = ('rank', 'area', 'random')
     ALPHA_MODES = ('feature', 'geometry', 'uniform')
     CAM_MODES = ('coverage', 'attribution')
-    FUSIONS = ('mean', 'max')
+    FUSIONS = ('learned', 'mean', 'max')
+    FUSED_LOSSES = ('gamma', 'all', 'none')
 
     def __init__(self,
                  in_channels: int = 256,
@@ -154,13 +187,14 @@ class InstanceGuidedCAMHead(BaseModule):
                  num_scales: int = 4,
                  bias: bool = False,
                  num_proposals: Optional[int] = 64,
-                 train_select: str = 'random',
+                 train_select: str = 'rank',
                  test_select: str = 'rank',
                  add_whole_image: bool = True,
                  alpha_mode: str = 'feature',
                  use_beta: bool = True,
                  cam_mode: str = 'coverage',
-                 scale_fusion: str = 'mean',
+                 scale_fusion: str = 'learned',
+                 fused_loss: str = 'gamma',
                  loss_cls: ConfigType = dict(
                      type='InfluenceWeightedBCELoss', loss_weight=1.0),
                  loss_consistency: OptConfigType = None,
@@ -178,6 +212,7 @@ class InstanceGuidedCAMHead(BaseModule):
             ('alpha_mode', alpha_mode, self.ALPHA_MODES),
             ('cam_mode', cam_mode, self.CAM_MODES),
             ('scale_fusion', scale_fusion, self.FUSIONS),
+            ('fused_loss', fused_loss, self.FUSED_LOSSES),
         ):
             if value not in allowed:
                 raise ValueError(f'{name} must be one of {allowed}, got '
@@ -196,6 +231,12 @@ class InstanceGuidedCAMHead(BaseModule):
         self.use_beta = use_beta
         self.cam_mode = cam_mode
         self.scale_fusion = scale_fusion
+        self.fused_loss = fused_loss
+        if scale_fusion == 'learned':
+            # gamma = softmax(scale_logits): uniform at init (sec. 4.1.1)
+            self.scale_logits = nn.Parameter(torch.zeros(num_scales))
+        else:
+            self.register_parameter('scale_logits', None)
         self.classifiers = nn.ModuleList(
             nn.Conv2d(in_channels, num_classes - 1, 1, bias=bias)
             for _ in range(num_scales))
@@ -409,6 +450,24 @@ class InstanceGuidedCAMHead(BaseModule):
             cam = cam + cls.bias[None, :, None, None]
         return cam, logits, hbar, omega
 
+    @property
+    def scale_weights(self) -> Optional[Tensor]:
+        """``gamma`` ``(num_scales,)`` (softmax of ``scale_logits``), or
+        None for the parameter-free fusions."""
+        if self.scale_logits is None:
+            return None
+        return torch.softmax(self.scale_logits, dim=0)
+
+    def fuse_logits(self, logits: Sequence[Tensor]) -> Tensor:
+        """Fused image logits of per-scale logits ``(N, K)``."""
+        lg = torch.stack(list(logits))
+        if self.scale_fusion == 'learned':
+            return torch.einsum('s,snk->nk', self.scale_weights.to(lg.dtype),
+                                lg)
+        if self.scale_fusion == 'mean':
+            return lg.mean(0)
+        return lg.max(0).values
+
     def _fuse(self, cams: Sequence[Tensor],
               logits: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
         size = max((tuple(c.shape[-2:]) for c in cams),
@@ -418,10 +477,14 @@ class InstanceGuidedCAMHead(BaseModule):
                 c, size=size, mode='bilinear', align_corners=False)
             for c in cams
         ])
-        lg = torch.stack(list(logits))
-        if self.scale_fusion == 'mean':
-            return up.mean(0), lg.mean(0)
-        return up.max(0).values, lg.max(0).values
+        if self.scale_fusion == 'learned':
+            cam = torch.einsum('s,snkhw->nkhw',
+                               self.scale_weights.to(up.dtype), up)
+        elif self.scale_fusion == 'mean':
+            cam = up.mean(0)
+        else:
+            cam = up.max(0).values
+        return cam, self.fuse_logits(logits)
 
     def forward(self,
                 feats: Union[Tensor, Sequence[Tensor]],
@@ -500,7 +563,8 @@ class InstanceGuidedCAMHead(BaseModule):
                      weight: Optional[Tensor] = None,
                      gates: Optional[Sequence[Tensor]] = None,
                      influence: Optional[Tensor] = None,
-                     inputs: Optional[Tensor] = None) -> dict:
+                     inputs: Optional[Tensor] = None,
+                     valid_shapes: Optional[Sequence] = None) -> dict:
         """IG-CAM losses (eq. (10)-(13)) of a forward pass.
 
         Args:
@@ -514,24 +578,39 @@ class InstanceGuidedCAMHead(BaseModule):
                 boundary weights.
             inputs (Tensor, optional): Network inputs (boundary loss; the
                 loss is skipped without them).
+            valid_shapes (Sequence, optional): Unpadded ``(h, w)`` of every
+                input (boundary loss; None: the whole input).
 
         Returns:
-            dict: ``loss_ig`` (or the classification loss's name),
-            ``loss_consistency`` and ``loss_boundary`` when configured, and
-            ``acc_cls`` (exact-match accuracy of the fused logits against
-            the targets rounded at 0.5).
+            dict: ``loss_ig`` (or the classification loss's name), its
+            ``_fused`` variant (see ``fused_loss``), ``loss_consistency``
+            and ``loss_boundary`` when configured, and ``acc_cls``
+            (exact-match accuracy of the fused logits against the targets
+            rounded at 0.5).
         """
         targets = targets.to(outputs.fused_logits.dtype)
         cls = sum(
             self.loss_cls(z, targets, weight)
             for z in outputs.logits) / self.num_scales
         losses = {self.loss_cls.loss_name: cls}
+        fused = None
+        if self.fused_loss == 'all':
+            fused = outputs.fused_logits
+        elif self.fused_loss == 'gamma' and self.scale_logits is not None:
+            fused = self.fuse_logits([z.detach() for z in outputs.logits])
+        if fused is not None:
+            losses[self.loss_cls.loss_name + '_fused'] = self.loss_cls(
+                fused, targets, weight)
         if self.loss_consistency is not None:
             losses[self.loss_consistency.loss_name] = self.loss_consistency(
                 outputs.cams, targets, gates)
         if self.loss_boundary is not None and inputs is not None:
             losses[self.loss_boundary.loss_name] = self.loss_boundary(
-                outputs.fused_cam, inputs, targets, influence)
+                outputs.fused_cam,
+                inputs,
+                targets,
+                influence,
+                valid_shapes=valid_shapes)
         with torch.no_grad():
             acc = ((outputs.fused_logits > 0) == (targets > 0.5)).all(
                 dim=1).float().mean()

@@ -6,7 +6,8 @@
 here whose ``loss_weight`` is its ``lambda``; the runner sums the
 ``loss_*`` items.
 """
-from typing import Optional, Sequence, Tuple
+import math
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -237,25 +238,48 @@ class BoundaryAlignmentLoss(torch.nn.Module):
     (class scores vs. colour) and with signs that depend on whether the
     object is darker or brighter than its surroundings. Reading implemented:
 
-    - ``C^``: ReLU + max-normalised CAM of each labelled class (``[0, 1]``),
-      at the CAM resolution;
+    - **resolution**: the loss runs on a map of stride at most
+      ``max_stride`` (default 8, i.e. at least 1/8 of the input): a CAM of
+      stride ``t > max_stride`` (e.g. 1/32) is upsampled bilinearly by the
+      integer factor ``ceil(t / max_stride)``. On a 4 x 4 CAM (1/32 of 128
+      px) almost every cell is next to a border and the image gradient,
+      area-pooled to 32 px cells, has no edge left to align with;
+    - **valid area**: only the unpadded image counts. For image ``i`` with
+      valid size ``(h_i, w_i)`` in input pixels (``valid_shapes``; the data
+      preprocessor pads at the bottom and right) the CAM cells that lie
+      entirely inside it (``floor(h_i / t)`` rows, ``floor(w_i / t)``
+      columns) and the pixels they cover are cut out *before* upsampling,
+      normalisation and the Sobel filters, so the loss of a padded crop is
+      exactly the loss of the crop alone: no false edge at the border of the
+      zero padding, no padded cell in the CAM maximum or the image min-max,
+      and the mean runs over valid cells only. (A partial cell at the
+      border, ``h_i`` not a multiple of ``t``, is left out.);
+    - ``C^``: ReLU + max-normalised CAM of each labelled class (``[0, 1]``);
     - ``G``: the input image averaged over channels (after the data
-      preprocessor's normalisation), resized to the CAM resolution (area
-      average when shrinking), min-max normalised per image to ``[0, 1]``;
-    - gradients are Sobel magnitudes (:func:`sobel_magnitude`), so both
-      fields are in "unit step = 0.5" units and sign-free;
+      preprocessor's normalisation), resized to the map (area average when
+      shrinking), min-max normalised per image to ``[0, 1]``;
+    - gradients are Sobel magnitudes (:func:`sobel_magnitude`, borders
+      replicated), so both fields are in "unit step = 0.5" units and
+      sign-free;
     - ``W_b = sigmoid(I_multi * |grad G|)``, **detached**, with ``I_multi``
-      the multi-scale influence map (spatial mean 1; ones when not given).
-      ``W_b >= 0.5``: flat image regions still ask for a flat CAM (edge-aware
-      smoothness), strong edges with high influence weigh up to 1;
+      the multi-scale influence map (spatial mean 1; ones when not given),
+      resized to the (upsampled) map of the whole input, then cut like the
+      CAM. ``W_b >= 0.5``: flat image regions still ask for a flat CAM
+      (edge-aware smoothness), strong edges with high influence weigh up to
+      1;
     - ``mode='l1'`` (default, the paper's norm): ``sum W_b | |grad C^| -
-      |grad G| | / (sum_i |y_i| h w)``; ``mode='cosine'``: mean over labelled
-      class maps of ``1 - <W_b |grad C^|, |grad G|> / (||sqrt(W_b) |grad
-      C^|| ||sqrt(W_b) |grad G||| + eps)``, invariant to the contrast of the
-      image and of the CAM.
+      |grad G| | / (sum_i |y_i| h_i w_i)`` (``h_i w_i``: valid map cells);
+      ``mode='cosine'``: mean over labelled class maps of ``1 - <W_b |grad
+      C^|, |grad G|> / (||sqrt(W_b) |grad C^|| ||sqrt(W_b) |grad G||| +
+      eps)``, invariant to the contrast of the image and of the CAM.
+
+    ``max_stride=None`` and no ``valid_shapes`` give the earlier loss on the
+    whole CAM at its own resolution.
 
     Args:
         mode (str): ``'l1'`` or ``'cosine'``. Defaults to ``'l1'``.
+        max_stride (int, optional): Largest stride (input pixels per map
+            cell) the loss runs at; None keeps the CAM's. Defaults to 8.
         norm_eps (float): CAM normalisation ``eps``. Defaults to 1e-5.
         grad_eps (float): ``eps`` under the gradient square roots. Defaults
             to 1e-8.
@@ -265,6 +289,7 @@ class BoundaryAlignmentLoss(torch.nn.Module):
 
     def __init__(self,
                  mode: str = 'l1',
+                 max_stride: Optional[int] = 8,
                  norm_eps: float = 1e-5,
                  grad_eps: float = 1e-8,
                  loss_weight: float = 0.3,
@@ -272,7 +297,11 @@ class BoundaryAlignmentLoss(torch.nn.Module):
         super().__init__()
         if mode not in ('l1', 'cosine'):
             raise ValueError(f"mode must be 'l1' or 'cosine', got {mode!r}")
+        if max_stride is not None and max_stride < 1:
+            raise ValueError(f'max_stride must be >= 1 or None, got '
+                             f'{max_stride}')
         self.mode = mode
+        self.max_stride = max_stride
         self.norm_eps = norm_eps
         self.grad_eps = grad_eps
         self.loss_weight = loss_weight
@@ -301,39 +330,100 @@ class BoundaryAlignmentLoss(torch.nn.Module):
         return torch.where(span > 0, (g - lo) / span.clamp_min(1e-12),
                            torch.zeros_like(g))
 
+    def upsample_factor(self, cam_size: Tuple[int, int],
+                        img_size: Tuple[int, int]) -> int:
+        """Integer factor bringing the CAM stride to ``<= max_stride``."""
+        if self.max_stride is None:
+            return 1
+        stride = max(img_size[0] / cam_size[0], img_size[1] / cam_size[1])
+        return max(1, math.ceil(stride / self.max_stride - 1e-9))
+
+    def _valid_cells(self, valid_shapes: Optional[Sequence], n: int,
+                     cam_size: Tuple[int, int],
+                     img_size: Tuple[int, int]) -> List[Tuple[int, int]]:
+        h, w = cam_size
+        if valid_shapes is None:
+            return [(h, w)] * n
+        if len(valid_shapes) != n:
+            raise ValueError(f'{len(valid_shapes)} valid shapes for {n} '
+                             'images')
+        out = []
+        for shape in valid_shapes:
+            if shape is None:
+                out.append((h, w))
+                continue
+            vh, vw = (float(v) for v in tuple(shape)[:2])
+            ch = int(math.floor(vh * h / img_size[0] + 1e-6))
+            cw = int(math.floor(vw * w / img_size[1] + 1e-6))
+            out.append((min(h, max(1, ch)), min(w, max(1, cw))))
+        return out
+
     def forward(self,
                 cam: Tensor,
                 images: Tensor,
                 targets: Optional[Tensor] = None,
-                influence: Optional[Tensor] = None) -> Tensor:
+                influence: Optional[Tensor] = None,
+                valid_shapes: Optional[Sequence] = None) -> Tensor:
         """Compute the loss.
 
         Args:
-            cam (Tensor): ``(N, K, h, w)`` raw CAMs (e.g. the fused CAM).
+            cam (Tensor): ``(N, K, h, w)`` raw CAMs (e.g. the fused CAM)
+                covering the whole (padded) input.
             images (Tensor): ``(N, 3, H, W)`` network inputs.
             targets (Tensor, optional): ``(N, K)`` multi-hot labels; None
                 uses every class.
             influence (Tensor, optional): ``(N, 1, h', w')`` multi-scale
-                influence map.
+                influence map of the whole input.
+            valid_shapes (Sequence, optional): Per image the unpadded
+                ``(h_i, w_i)`` in input pixels (``img_shape`` of the
+                samples), or None for the whole input.
 
         Returns:
             Tensor: The loss.
         """
         n, k, h, w = cam.shape
+        img_size = tuple(images.shape[-2:])
         mask = _class_mask(targets, n, k, cam)
-        gray = self.image_gray(images, (h, w)).to(cam.dtype)
-        g_img = sobel_magnitude(gray, self.grad_eps)  # (N, 1, h, w)
-        inf = gray.new_ones(n, 1, h, w) if influence is None else \
-            _resize(influence.detach().to(cam.dtype), (h, w))
-        wb = torch.sigmoid(inf * g_img).detach()
-        g_cam = sobel_magnitude(
-            normalised_cams(cam, self.norm_eps), self.grad_eps)
-        if self.mode == 'l1':
-            per = (wb * (g_cam - g_img).abs()).sum(dim=(2, 3))  # (N, K)
-            count = mask.sum() * h * w
-            return self.loss_weight * (per * mask).sum() / count.clamp_min(1)
-        dot = (wb * g_cam * g_img).sum(dim=(2, 3))
-        na = (wb * g_cam * g_cam).sum(dim=(2, 3)).sqrt()
-        nb = (wb * g_img * g_img).sum(dim=(2, 3)).sqrt()
-        per = 1 - dot / (na * nb + 1e-12)
-        return self.loss_weight * (per * mask).sum() / mask.sum().clamp_min(1)
+        f = self.upsample_factor((h, w), img_size)
+        cells = self._valid_cells(valid_shapes, n, (h, w), img_size)
+        inf_full = None
+        if influence is not None:
+            inf_full = _resize(influence.detach().to(cam.dtype),
+                               (h * f, w * f))
+        num = cam.new_zeros(())
+        count = cam.new_zeros(())
+        # images with the same valid cells are processed together
+        groups = {}
+        for i, hw in enumerate(cells):
+            groups.setdefault(hw, []).append(i)
+        for (ch, cw), idx in groups.items():
+            ids = torch.as_tensor(idx, device=cam.device)
+            c = cam[ids, :, :ch, :cw]
+            if f > 1:
+                c = F.interpolate(
+                    c, scale_factor=f, mode='bilinear', align_corners=False)
+            ph = round(ch * img_size[0] / h)
+            pw = round(cw * img_size[1] / w)
+            gray = self.image_gray(images[ids, :, :ph, :pw],
+                                   (ch * f, cw * f)).to(cam.dtype)
+            g_img = sobel_magnitude(gray, self.grad_eps)  # (n', 1, h', w')
+            if inf_full is None:
+                wb = torch.sigmoid(g_img)
+            else:
+                wb = torch.sigmoid(inf_full[ids, :, :ch * f, :cw * f] * g_img)
+            wb = wb.detach()
+            g_cam = sobel_magnitude(
+                normalised_cams(c, self.norm_eps), self.grad_eps)
+            m = mask[ids]
+            if self.mode == 'l1':
+                per = (wb * (g_cam - g_img).abs()).sum(dim=(2, 3))
+                num = num + (per * m).sum()
+                count = count + m.sum() * (ch * f) * (cw * f)
+            else:
+                dot = (wb * g_cam * g_img).sum(dim=(2, 3))
+                na = (wb * g_cam * g_cam).sum(dim=(2, 3)).sqrt()
+                nb = (wb * g_img * g_img).sum(dim=(2, 3)).sqrt()
+                per = 1 - dot / (na * nb + 1e-12)
+                num = num + (per * m).sum()
+                count = count + m.sum()
+        return self.loss_weight * num / count.clamp_min(1)

@@ -1,6 +1,7 @@
 # Copyright (c) mmwsss contributors.
 """IG-CAM segmentor: FPN CAMs with influence guidance and proposals."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine import dist
@@ -8,9 +9,11 @@ from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
                          OptSampleList, SampleList)
 from torch import Tensor
 
-from mmwsss.influence import (ClassifierInfluence, SolveInfo,
-                              aggregate_scales, normalise_maps)
+from mmwsss.influence import (ClassifierInfluence, SolveInfo, aggregate_scales,
+                              cam_magnitude_maps, normalise_maps,
+                              resample_maps)
 from mmwsss.registry import MODELS
+from ..utils import valid_shape
 from .cam_segmentor import CAMSegmentor, merge_known_keys
 
 DEFAULT_INFLUENCE_CFG = dict(
@@ -20,7 +23,12 @@ DEFAULT_INFLUENCE_CFG = dict(
     bias_decay=None,
     grid=32,
     mix=1.0,
-    sample_weights=True)
+    sample_weights=True,
+    curvature_mode='eval',
+    curvature_interval=1,
+    map_source='influence')
+CURVATURE_MODES = ('eval', 'train')
+MAP_SOURCES = ('influence', 'cam_magnitude')
 
 IG_TEST_DEFAULTS = dict(use_influence=True)
 
@@ -40,13 +48,32 @@ class IGCAMSegmentor(CAMSegmentor):
     Influence (:class:`~mmwsss.influence.ClassifierInfluence`, one per scale
     classifier ``(W_s, b_s)``):
 
-    - **curvature**: :meth:`loss` folds every training batch into the EMA of
-      the closed-form classifier Hessian, using the features the classifier
-      actually sees (``outputs.pooled[s]``, for which ``z_s = W_s hbar_s +
-      b_s`` exactly), the logits and the sample weights, under
-      ``torch.no_grad`` (features from train-mode BN). The Hessian is that of
-      the classification loss only (``loss_weight / num_scales`` per scale);
-      the consistency and boundary terms are ignored;
+    - **curvature**: :meth:`loss` folds a training batch into the EMA of
+      the closed-form classifier Hessian every ``curvature_interval``
+      training iterations (the first one included), using the features
+      the classifier actually sees (``outputs.pooled[s]``, for which ``z_s
+      = W_s hbar_s + b_s`` exactly), the logits and the sample weights,
+      under ``torch.no_grad``. The Hessian is that of the classification
+      loss only (``loss_weight / num_scales`` per scale); the consistency,
+      boundary and fused-logit terms are ignored. **Model state**: with
+      ``curvature_mode='eval'`` (default) these features come from an extra
+      no-grad forward of the training batch in eval mode (BN running
+      statistics; the same proposals, inputs and targets), i.e. the model
+      state of the validation gradients of the solve, which
+      :meth:`refresh_influence` also takes in eval mode: ``H`` and ``g_val``
+      of ``s = (H + lambda I)^-1 g_val`` then belong to one function of
+      ``theta``. The paper does not say which BN mode it uses; eval is the
+      deterministic one (no dependence on the batch composition) and the
+      one the CAMs are extracted with. ``'train'`` reuses the training
+      forward's features (BN batch statistics, no extra forward, but a
+      different model state than the validation gradients). The extra
+      forward costs about a third of a training step, so it is amortised
+      with ``curvature_interval = k``: one update every ``k`` iterations,
+      with the EMA momentum per update raised to ``1 - (1 - momentum)^k`` so
+      that the memory of the EMA in iterations (about ``1 / momentum``) does
+      not depend on ``k``. The paper keeps "a running approximation" and
+      updates it "each iteration" (sec. 3.4, 3.7); ``k > 1`` keeps the
+      running EMA and its memory but sees fewer training batches;
     - **solve**: :meth:`refresh_influence` (called by a hook every N
       iterations) runs a validation batch in eval mode, computes the
       validation gradients of every classifier and solves the damped system;
@@ -65,7 +92,15 @@ class IGCAMSegmentor(CAMSegmentor):
     - **sample weights** (eq. (10)): every scale's raw maps divided by their
       batch mean, averaged over scales on the grid, then
       ``loss_cls.sample_weights`` (normalised to batch mean 1, clamped,
-      detached); ones before the first refresh.
+      detached); ones before the first refresh;
+    - **saliency control** (issue #18): ``map_source='cam_magnitude'``
+      replaces every scale's influence map by the ``|CAM|`` of the labelled
+      classes (:func:`~mmwsss.influence.cam_magnitude_maps`, same features,
+      classifier and grid) and changes nothing else: the maps switch on at
+      the first refresh as the influence maps do (so the hook, its schedule
+      and the ``mix`` ramp stay), and feed the attention, the head, the
+      sample weights and the boundary weights alike. The difference between
+      the two rows is what the influence adds beyond saliency.
 
     Inference (``predict``) is :class:`CAMSegmentor`'s multi-scale + flip
     procedure on the fused CAMs; proposals of the samples are rescaled and
@@ -88,8 +123,10 @@ class IGCAMSegmentor(CAMSegmentor):
             ``DEFAULT_INFLUENCE_CFG``: EMA ``momentum``, ``damping``
             lambda, the classifier's ``weight_decay`` / ``bias_decay`` in the
             optimiser, map ``grid``, ``mix`` with the uniform map in [0, 1],
-            ``sample_weights``); None disables influence (uniform maps, unit
-            weights).
+            ``sample_weights``, ``curvature_mode`` ``'eval'`` / ``'train'``,
+            ``curvature_interval`` ``k >= 1``, ``map_source``
+            ``'influence'`` / ``'cam_magnitude'``); None disables influence
+            (uniform maps, unit weights).
         train_cfg (dict, optional): Unused.
         test_cfg (dict, optional): :class:`CAMSegmentor` options plus
             ``use_influence``.
@@ -127,14 +164,27 @@ class IGCAMSegmentor(CAMSegmentor):
                                                   'influence_cfg')
         self.influence: List[ClassifierInfluence] = []
         self._influence_device = torch.device('cpu')
+        self._curvature_calls = 0
         if self.influence_cfg is not None:
+            cfg = self.influence_cfg
+            checks = (('curvature_mode', CURVATURE_MODES),
+                      ('map_source', MAP_SOURCES))
+            for key, allowed in checks:
+                value = cfg[key]
+                if value not in allowed:
+                    raise ValueError(f'influence_cfg.{key} must be one of '
+                                     f'{allowed}, got {value!r}')
+            k = int(cfg['curvature_interval'])
+            if k < 1:
+                raise ValueError('influence_cfg.curvature_interval must be '
+                                 f'>= 1, got {k}')
             head = self.cam_head
             self.influence = [
                 ClassifierInfluence(
                     head.num_classes - 1,
                     head.in_channels,
                     bias=head.bias,
-                    momentum=self.influence_cfg['momentum'],
+                    momentum=self.curvature_momentum,
                     damping=self.influence_cfg['damping'],
                     weight_decay=self.influence_cfg['weight_decay'],
                     bias_decay=self.influence_cfg['bias_decay'],
@@ -151,6 +201,25 @@ class IGCAMSegmentor(CAMSegmentor):
         return out
 
     # ------------------------------------------------------------- influence
+    @property
+    def curvature_momentum(self) -> float:
+        """EMA momentum per curvature update: ``1 - (1 - m)^k`` for the
+        per-iteration ``momentum`` ``m`` and ``curvature_interval`` ``k``."""
+        m = float(self.influence_cfg['momentum'])
+        k = int(self.influence_cfg['curvature_interval'])
+        return 1.0 - (1.0 - m)**k
+
+    @contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        """Every module in eval mode inside; training flags restored."""
+        modes = {m: m.training for m in self.modules()}
+        try:
+            self.eval()
+            yield
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+
     @property
     def influence_valid(self) -> bool:
         """Whether every scale has been refreshed."""
@@ -185,7 +254,9 @@ class IGCAMSegmentor(CAMSegmentor):
         """Raw per-scale influence maps ``(N, 1, h_s, w_s)`` or None.
 
         None (uniform influence) when influence is disabled, not refreshed
-        yet or ``labels`` is None.
+        yet or ``labels`` is None. With ``map_source='cam_magnitude'`` the
+        maps are the ``|CAM|`` of the labelled classes instead (the
+        saliency control), under the same conditions.
 
         Args:
             feats (Sequence[Tensor]): Pre-attention features ``F_s``.
@@ -198,17 +269,24 @@ class IGCAMSegmentor(CAMSegmentor):
             return None
         self._influence_to(feats[0].device)
         grid = self.influence_cfg['grid']
+        source = self.influence_cfg['map_source']
         maps = []
         for s, (feat, inf) in enumerate(zip(feats, self.influence)):
             cls = self.cam_head.classifiers[s]
-            maps.append(
-                inf.maps(
+            size = tuple(feat.shape[-2:])
+            if source == 'cam_magnitude':
+                m = resample_maps(
+                    cam_magnitude_maps(feat, cls.weight, cls.bias, labels),
+                    size, grid)
+            else:
+                m = inf.maps(
                     feat.detach(),
                     cls.weight,
                     cls.bias,
                     labels,
-                    size=tuple(feat.shape[-2:]),
-                    grid=grid).to(feat.dtype))
+                    size=size,
+                    grid=grid)
+            maps.append(m.to(feat.dtype))
         return maps
 
     def sample_weights(self, raw_maps: Optional[Sequence[Tensor]],
@@ -238,28 +316,64 @@ class IGCAMSegmentor(CAMSegmentor):
         return out, raw, maps, gates
 
     def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
-        """IG-CAM losses; also updates the curvature EMA of every scale."""
+        """IG-CAM losses; also updates the curvature EMA of every scale
+        (every ``curvature_interval`` calls, see the class)."""
         head = self.cam_head
         labels = head.targets(data_samples, inputs.device)
         proposals = head.gather_proposals(data_samples, inputs.device)
+        img_shape = tuple(inputs.shape[-2:])
         out, raw, maps, gates = self._run(inputs, labels, proposals,
-                                          tuple(inputs.shape[-2:]))
+                                          img_shape)
         weight = self.sample_weights(raw, inputs.shape[0], inputs.device)
         multi = None
         if maps is not None:
             multi = aggregate_scales(maps, tuple(out.fused_cam.shape[-2:]),
                                      self.influence_cfg['grid'])
         losses = head.loss_by_feat(
-            out, labels, weight=weight, gates=gates, influence=multi,
-            inputs=inputs)
+            out,
+            labels,
+            weight=weight,
+            gates=gates,
+            influence=multi,
+            inputs=inputs,
+            valid_shapes=[valid_shape(ds) for ds in data_samples])
         if self.influence:
             self._influence_to(inputs.device)
-            lw = head.cls_loss_weight_per_scale
-            with torch.no_grad():
-                for s, inf in enumerate(self.influence):
-                    inf.loss_weight = inf.curvature.loss_weight = lw
-                    inf.update(out.pooled[s], out.logits[s], weight)
+            k = int(self.influence_cfg['curvature_interval'])
+            if self._curvature_calls % k == 0:
+                self.update_curvature(inputs, labels, proposals, weight, out)
+            self._curvature_calls += 1
         return losses
+
+    @torch.no_grad()
+    def update_curvature(self,
+                         inputs: Tensor,
+                         labels: Tensor,
+                         proposals,
+                         weight: Tensor,
+                         train_out=None) -> None:
+        """Fold a training batch into every scale's curvature EMA.
+
+        Args:
+            inputs (Tensor): The preprocessed training batch.
+            labels (Tensor): ``(N, K)`` targets of the loss.
+            proposals: The proposals the training forward selected.
+            weight (Tensor): ``(N,)`` sample weights of the loss.
+            train_out (IGCAMOutputs, optional): The training forward's
+                outputs, used with ``curvature_mode='train'``.
+        """
+        if self.influence_cfg['curvature_mode'] == 'eval' or \
+                train_out is None:
+            with self._eval_mode():
+                out, _, _, _ = self._run(inputs, labels, proposals,
+                                         tuple(inputs.shape[-2:]))
+        else:
+            out = train_out
+        lw = self.cam_head.cls_loss_weight_per_scale
+        for s, inf in enumerate(self.influence):
+            inf.loss_weight = inf.curvature.loss_weight = lw
+            inf.update(out.pooled[s].detach(), out.logits[s].detach(),
+                       weight)
 
     @torch.no_grad()
     def refresh_influence(self,
@@ -295,9 +409,7 @@ class IGCAMSegmentor(CAMSegmentor):
         """
         if not self.influence:
             raise RuntimeError('influence is disabled (influence_cfg=None)')
-        modes = {m: m.training for m in self.modules()}
-        try:
-            self.eval()
+        with self._eval_mode():
             if not preprocessed:
                 data = self.data_preprocessor(data, training=False)
             inputs, samples = data['inputs'], data['data_samples']
@@ -315,9 +427,6 @@ class IGCAMSegmentor(CAMSegmentor):
                 inf.refresh(out.pooled[s], out.logits[s], labels)
                 for s, inf in enumerate(self.influence)
             ]
-        finally:
-            for m, mode in modes.items():
-                m.training = mode
         return infos
 
     def influence_state_dict(self) -> Dict[str, Tensor]:
@@ -326,6 +435,9 @@ class IGCAMSegmentor(CAMSegmentor):
         for s, inf in enumerate(self.influence):
             for k, v in inf.state_dict().items():
                 state[f'scale{s}.{k}'] = v.detach().cpu()
+        if self.influence:
+            # the phase of the curvature_interval schedule
+            state['curvature_calls'] = torch.tensor(self._curvature_calls)
         return state
 
     def load_influence_state_dict(self, state: Dict[str, Tensor]) -> None:
@@ -341,6 +453,8 @@ class IGCAMSegmentor(CAMSegmentor):
             inf.load_state_dict(sub)
             if inf.s_val is not None:
                 inf.s_val = inf.s_val.to(self._influence_device)
+        if 'curvature_calls' in state:
+            self._curvature_calls = int(state['curvature_calls'])
 
     # ------------------------------------------------------------- inference
     def _view_cams(self, x: Tensor, data_samples: OptSampleList,

@@ -19,8 +19,13 @@ the labels with a positive target. Samples that already carry weights
 
 Proposals, ``gt_sem_seg`` and the other fields stay those of the base image
 ``i`` (the whole-image proposal of the IG-CAM head still covers a pasted
-region). Randomness comes from the global torch RNG of the main process,
-like dropout, so a seeded run is reproducible.
+region). Both augments also write ``valid_shape``: the unpadded area of the
+mixed image, the intersection of both images' ``valid_shape`` (default
+``img_shape``; the data preprocessor pads at the bottom and right), so that
+losses that must ignore the zero padding (the IG-CAM boundary loss) do not
+see the padding of the partner either (:func:`mix_valid_shapes`).
+Randomness comes from the global torch RNG of the main process, like
+dropout, so a seeded run is reproducible.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -71,6 +76,33 @@ def mix_labels(data_samples: SampleList, perm: Sequence[int],
                 img_label_weights=[float(mixed[lab]) for lab in labels]))
 
 
+def valid_shape(sample) -> Optional[Tuple[int, int]]:
+    """The unpadded ``(h, w)`` of a sample's input: ``valid_shape`` (set by
+    the batch augments) or ``img_shape``; None when neither is known."""
+    meta = sample.metainfo
+    shape = meta.get('valid_shape', meta.get('img_shape', None))
+    return None if shape is None else tuple(int(v) for v in shape[:2])
+
+
+def mix_valid_shapes(data_samples: SampleList, perm: Sequence[int]) -> None:
+    """Write the intersection of the valid areas of ``i`` and ``perm(i)``.
+
+    Pixels outside either image's unpadded area hold (a blend with) zero
+    padding after MixUp, or may after CutMix (the pasted box keeps its
+    coordinates), so the mixed image is clean inside the intersection of
+    the two top-left-anchored rectangles. Samples without a known shape
+    are left alone.
+    """
+    old = [valid_shape(ds) for ds in data_samples]
+    for i, ds in enumerate(data_samples):
+        own, other = old[i], old[int(perm[i])]
+        if own is None or other is None:
+            continue
+        ds.set_metainfo(
+            dict(valid_shape=(min(own[0], other[0]), min(own[1],
+                                                         other[1]))))
+
+
 class _MixBase:
     """Shared sampling of ``lam`` ~ Beta(alpha, alpha) and the partners."""
 
@@ -111,6 +143,7 @@ class MultiLabelMixUp(_MixBase):
         perm_t = torch.as_tensor(perm, device=inputs.device)
         out = lam * inputs + (1 - lam) * inputs[perm_t]
         mix_labels(data_samples, [int(p) for p in perm], lam)
+        mix_valid_shapes(data_samples, perm)
         return out, data_samples
 
     def __call__(self, inputs: Tensor,
@@ -165,6 +198,8 @@ class MultiLabelCutMix(_MixBase):
         out[..., y1:y2, x1:x2] = inputs[perm_t][..., y1:y2, x1:x2]
         lam = 1.0 - (y2 - y1) * (x2 - x1) / float(h * w)
         mix_labels(data_samples, [int(p) for p in perm], lam)
+        if y2 > y1 and x2 > x1:
+            mix_valid_shapes(data_samples, perm)
         return out, data_samples
 
     def __call__(self, inputs: Tensor,

@@ -17,7 +17,19 @@ The "mask" is the per-image score stack: channel 0 holds the background
 score (the caller puts the stochastic threshold ``tau`` of eq. (6) there)
 and channel ``c`` the normalised CAM of class ``c`` (zero outside the image
 labels).
+
+Every spatial size may be given relative to the side of the grid the
+targets are computed on (:mod:`mmwsss.utils.relative_size`): the closing
+kernel (``close_kernel=dict(rel=15 / 128)``), the CRF spatial standard
+deviations (``crf=dict(..., gauss_sxy=dict(rel=3 / 512), bi_sxy=dict(
+rel=50 / 512))``: the IRN preset's pixels on a ~512-pixel image, i.e. the
+preset's share of the image side) and the SLIC segment count (relative
+to the grid area, ``rw=dict(n_segments=dict(rel=1100 / 128 ** 2))``).
+They are resolved per batch from the grid size, so one recipe gives the
+same targets relative to the image on a 32 x 32 demo grid and a 128 x 128
+VOC grid (:meth:`HeuristicTargets.resolved_sizes`).
 """
+import copy
 import multiprocessing as mp
 import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -25,10 +37,14 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from mmwsss.registry import TASK_UTILS
+from mmwsss.utils.relative_size import (SizeSpec, check_size, grid_side,
+                                        is_relative, resolve_size)
 from .densecrf import DenseCRF, _select_keys, morph_close
 from .slic_random_walk import SLICRandomWalk
 
 TARGET_NAMES = ('crf', 'rw')
+#: CRF keys that may be relative to the grid side.
+_CRF_SPATIAL = ('gauss_sxy', 'bi_sxy')
 
 
 def _one_image(args: tuple) -> Dict[str, np.ndarray]:
@@ -65,12 +81,12 @@ class HeuristicTargets:
     """Batch generator of CamGuide's heuristic targets (eqs. (26)-(29)).
 
     Images arrive at the CAM resolution (the caller downsizes them), so the
-    spatial standard deviations of the CRF, written for full-size images,
-    should be divided accordingly: pass e.g. ``crf=dict(preset='irn_label',
-    n_iters=5, scale_factor=4.)`` for CAMs at 1/4 of the image size (see
-    :class:`~mmwsss.refine.DenseCRF`). The SLIC segment count is absolute;
-    with 1100 segments on a small CAM grid each superpixel holds only a few
-    pixels.
+    spatial sizes written for full-size images must be scaled: give them
+    relative to the grid (module docstring; recommended), or in pixels of
+    the grid, e.g. ``crf=dict(preset='irn_label', n_iters=5,
+    scale_factor=4.)`` for CAMs at 1/4 of a full-size image (see
+    :class:`~mmwsss.refine.DenseCRF`; ``scale_factor`` also divides
+    resolved relative stds, so leave it at 1 with them).
 
     Pixels where ``valid_masks`` is False (e.g. the padding of a crop) get
     ``ignore_index`` in every target; they are set before the closing, so
@@ -89,12 +105,15 @@ class HeuristicTargets:
             :class:`~mmwsss.refine.DenseCRF`. None disables the ``'crf'``
             target. Defaults to ``dict(preset='irn_label', n_iters=5)``
             (CamGuide Table III).
-        close_kernel (int): Side of the square closing kernel of the
-            ``'crf'`` target; values <= 1 disable the closing (the paper's
-            "without morphological operations" rows). Defaults to 15
-            (Table III).
+            ``gauss_sxy`` and ``bi_sxy`` may be relative specs.
+        close_kernel (int | dict): Side of the square closing kernel of the
+            ``'crf'`` target, pixels of the grid or ``dict(rel=f)`` of its
+            side (resolved to the nearest odd size); values <= 1 disable
+            the closing (the paper's "without morphological operations"
+            rows). Defaults to 15 (Table III).
         rw (dict, optional): Keyword arguments of
-            :class:`~mmwsss.refine.slic_random_walk.SLICRandomWalk`. None
+            :class:`~mmwsss.refine.slic_random_walk.SLICRandomWalk`
+            (``n_segments`` may be relative to the grid area). None
             disables the ``'rw'`` target. Defaults to
             ``dict(n_segments=1100, n_iters=12)`` (Table III).
         num_workers (int): Worker processes; 0 runs in the calling
@@ -107,7 +126,7 @@ class HeuristicTargets:
 
     def __init__(self,
                  crf: Optional[dict] = dict(preset='irn_label', n_iters=5),
-                 close_kernel: int = 15,
+                 close_kernel: SizeSpec = 15,
                  rw: Optional[dict] = dict(n_segments=1100, n_iters=12),
                  num_workers: int = 0,
                  ignore_index: int = 255,
@@ -115,7 +134,10 @@ class HeuristicTargets:
         if int(num_workers) != num_workers or num_workers < 0:
             raise ValueError(f'num_workers must be a non-negative integer, '
                              f'got {num_workers}')
-        if int(close_kernel) != close_kernel:
+        if is_relative(close_kernel):
+            close_kernel = check_size(close_kernel, 'close_kernel', 'odd', 1)
+        elif isinstance(close_kernel, bool) or int(
+                close_kernel) != close_kernel:
             raise ValueError(f'close_kernel must be an integer, got '
                              f'{close_kernel}')
         if mp_start_method not in ('spawn', 'forkserver'):
@@ -124,9 +146,19 @@ class HeuristicTargets:
         if int(ignore_index) != ignore_index or ignore_index <= 0:
             raise ValueError('ignore_index must be a positive integer (0 is '
                              f'the background), got {ignore_index}')
+        self.crf_rel = {}
+        if crf is not None:
+            crf = dict(crf)
+            for key in _CRF_SPATIAL:
+                if is_relative(crf.get(key)):
+                    self.crf_rel[key] = check_size(
+                        crf.pop(key), f'crf.{key}', 'float', None)
+        # with relative stds, ``crf`` holds the other settings and
+        # :meth:`crf_for` sets the stds of each grid size
         self.crf = None if crf is None else DenseCRF(**crf)
         self.rw = None if rw is None else SLICRandomWalk(**rw)
-        self.close_kernel = int(close_kernel)
+        self.close_kernel = close_kernel if is_relative(close_kernel) \
+            else int(close_kernel)
         self.num_workers = int(num_workers)
         self.ignore_index = int(ignore_index)
         self.mp_start_method = mp_start_method
@@ -183,6 +215,44 @@ class HeuristicTargets:
         state['_pool'] = None
         state['_pool_pid'] = None
         return state
+
+    # ------------------------------------------------------------------
+    # Sizes
+    # ------------------------------------------------------------------
+    def resolve_close_kernel(self, shape: Sequence[int]) -> int:
+        """Closing kernel side on a grid of spatial size ``shape``."""
+        if not is_relative(self.close_kernel):
+            return int(self.close_kernel)
+        return resolve_size(self.close_kernel, grid_side(shape), 'odd', 1,
+                            'close_kernel')
+
+    def crf_for(self, shape: Sequence[int]) -> Optional[DenseCRF]:
+        """The CRF with its spatial stds resolved for a grid of ``shape``."""
+        if self.crf is None or not self.crf_rel:
+            return self.crf
+        crf = copy.copy(self.crf)
+        side = grid_side(shape)
+        for key, spec in self.crf_rel.items():
+            setattr(crf, key,
+                    float(resolve_size(spec, side, 'float', None, key)))
+        return crf
+
+    def resolved_sizes(self, shape: Sequence[int]) -> Dict[str, float]:
+        """Sizes in pixels on a grid of spatial size ``(h, w)``.
+
+        Returns:
+            dict: ``close_kernel`` and, when enabled, the CRF's effective
+            ``gauss_sxy`` / ``bi_sxy`` (after ``scale_factor``) and the
+            SLIC ``n_segments``.
+        """
+        out = dict(close_kernel=self.resolve_close_kernel(shape))
+        crf = self.crf_for(shape)
+        if crf is not None:
+            out['gauss_sxy'] = crf.gauss_sxy / crf.scale_factor
+            out['bi_sxy'] = crf.bi_sxy / crf.scale_factor
+        if self.rw is not None:
+            out['n_segments'] = self.rw.resolve_segments(shape)
+        return out
 
     # ------------------------------------------------------------------
     # Targets
@@ -277,7 +347,9 @@ class HeuristicTargets:
         n, h, w = imgs.shape[:3]
         if not which:
             return {}
-        jobs = [(self.crf, self.rw, self.close_kernel, self.ignore_index,
+        crf = self.crf_for((h, w))
+        close_kernel = self.resolve_close_kernel((h, w))
+        jobs = [(crf, self.rw, close_kernel, self.ignore_index,
                  imgs[i], scores[i], labels[i], which,
                  None if valid_masks is None else valid_masks[i])
                 for i in range(n)]

@@ -42,6 +42,19 @@ Readings of the points the paper leaves open:
 
 ``P`` is row-stochastic, so a score that is constant over the image (such
 as CamGuide's stochastic background threshold) stays constant.
+
+**Renormalisation after the walk** (:class:`SLICRandomWalk`,
+``renorm='class'``, default). The walk averages every foreground map with
+its neighbours, so its peak falls (on the demo's 32 x 32 grid by half or
+more) while a constant background score stays where it was: comparing the
+walked maps with an un-renormalised constant background marks almost
+everything background (CamGuide issue #19, D2). As in the AffinityNet /
+IRN random walk, the walked foreground maps are therefore divided by
+their maximum before the argmax: per class (``'class'``, each class back
+to a peak of 1, as the inputs are after eq. (3)) or by the maximum over
+all classes (``'global'``, IRN ``make_sem_seg_labels.py``). ``None``
+compares the raw walked scores (the earlier behaviour). The background
+channel is never rescaled.
 """
 from typing import NamedTuple, Optional, Sequence, Tuple
 
@@ -51,7 +64,12 @@ from skimage.color import rgb2lab
 from skimage.segmentation import slic
 
 from mmwsss.registry import TASK_UTILS
+from mmwsss.utils.relative_size import (SizeSpec, check_size, is_relative,
+                                        resolve_size)
 from .densecrf import _select_keys
+
+#: Renormalisations of the walked foreground maps, see the module docstring.
+RENORMS = (None, 'class', 'global')
 
 #: Default ``sigma_color`` per colour space, see the module docstring.
 DEFAULT_SIGMA_COLOR = {'lab': 2.5, 'rgb': 0.23}
@@ -278,54 +296,81 @@ class SLICRandomWalk:
     """SLIC superpixel random walk producing a label map (CamGuide eq. 29).
 
     The walk (:func:`slic_random_walk`) runs on the image's classes only:
-    channel 0 (background) and the channels of ``img_labels``; the label
-    map is the argmax (ties go to the lower class index, hence to
-    background) mapped back to the full class index space, as
-    :class:`~mmwsss.refine.DenseCRF` does. No morphology is applied (the
+    channel 0 (background) and the channels of ``img_labels``; the walked
+    foreground maps are renormalised (``renorm``, see the module
+    docstring); the label map is the argmax (ties go to the lower class
+    index, hence to background) mapped back to the full class index space,
+    as :class:`~mmwsss.refine.DenseCRF` does. No morphology is applied (the
     paper's ``SLIC_RW(mask)``).
+
+    ``n_segments`` is a count or relative to the image *area*
+    (``dict(rel=1100 / 128 ** 2)``: Table III's 1100 segments on the
+    128 x 128 stride-4 grid of a 512 crop; at least 1), resolved per image
+    (:meth:`resolve_segments`), so the superpixels cover the same part of
+    the image at every grid size.
 
     The object holds only plain attributes and is picklable, so it can be
     sent to a multiprocessing pool.
 
     Args:
-        n_segments (int): Approximate number of superpixels. Defaults to
-            1100 (CamGuide Table III).
+        n_segments (int | dict): Approximate number of superpixels.
+            Defaults to 1100 (CamGuide Table III).
         n_iters (int): Random-walk steps. Defaults to 12 (Table III).
         compactness (float): SLIC compactness. Defaults to 10.
         sigma_color (float, optional): See :func:`superpixel_graph`.
         self_loop (bool): See :func:`superpixel_graph`. Defaults to True.
         color_space (str): ``'lab'`` or ``'rgb'``. Defaults to ``'lab'``.
+        renorm (str, optional): ``'class'`` (default), ``'global'`` or
+            None, see the module docstring.
     """
 
     def __init__(self,
-                 n_segments: int = 1100,
+                 n_segments: SizeSpec = 1100,
                  n_iters: int = 12,
                  compactness: float = 10.,
                  sigma_color: Optional[float] = None,
                  self_loop: bool = True,
-                 color_space: str = 'lab') -> None:
+                 color_space: str = 'lab',
+                 renorm: Optional[str] = 'class') -> None:
         sigma = _resolve_sigma(sigma_color, color_space)
-        if int(n_segments) != n_segments or n_segments < 1:
+        if is_relative(n_segments):
+            n_segments = check_size(n_segments, 'n_segments', 'count', 1)
+        elif isinstance(n_segments, bool) or int(
+                n_segments) != n_segments or n_segments < 1:
             raise ValueError(f'n_segments must be a positive integer, got '
                              f'{n_segments}')
+        if renorm not in RENORMS:
+            raise ValueError(f'renorm must be one of {RENORMS}, got '
+                             f'{renorm!r}')
         if int(n_iters) != n_iters or n_iters < 0:
             raise ValueError(f'n_iters must be a non-negative integer, got '
                              f'{n_iters}')
         if not compactness > 0:
             raise ValueError(f'compactness must be > 0, got {compactness}')
-        self.n_segments = int(n_segments)
+        self.n_segments = n_segments if is_relative(n_segments) else int(
+            n_segments)
         self.n_iters = int(n_iters)
         self.compactness = float(compactness)
         self.sigma_color = sigma
         self.self_loop = bool(self_loop)
         self.color_space = color_space
+        self.renorm = renorm
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(n_segments={self.n_segments}, '
                 f'n_iters={self.n_iters}, compactness={self.compactness}, '
                 f'sigma_color={self.sigma_color}, '
                 f'self_loop={self.self_loop}, '
-                f'color_space={self.color_space!r})')
+                f'color_space={self.color_space!r}, '
+                f'renorm={self.renorm!r})')
+
+    def resolve_segments(self, shape: Sequence[int]) -> int:
+        """Superpixel count for an image of spatial size ``shape``."""
+        if not is_relative(self.n_segments):
+            return int(self.n_segments)
+        h, w = (int(s) for s in tuple(shape)[:2])
+        return resolve_size(self.n_segments, h * w, 'count', 1,
+                            'n_segments')
 
     def probs(
         self,
@@ -344,9 +389,10 @@ class SLICRandomWalk:
                 nonzero score is used.
 
         Returns:
-            tuple[np.ndarray, np.ndarray]: The walked scores, float32
-            ``(n_keys, H, W)``, and ``keys`` (int64, ``(n_keys,)``), the
-            class index of each channel (``keys[0] == 0``).
+            tuple[np.ndarray, np.ndarray]: The walked (and renormalised,
+            see ``renorm``) scores, float32 ``(n_keys, H, W)``, and
+            ``keys`` (int64, ``(n_keys,)``), the class index of each
+            channel (``keys[0] == 0``).
         """
         img = _check_uint8_image(img)
         scores = np.asarray(scores)
@@ -357,12 +403,20 @@ class SLICRandomWalk:
         walked = slic_random_walk(
             img,
             scores[keys],
-            n_segments=self.n_segments,
+            n_segments=self.resolve_segments(img.shape),
             n_iters=self.n_iters,
             compactness=self.compactness,
             sigma_color=self.sigma_color,
             self_loop=self.self_loop,
             color_space=self.color_space)
+        if self.renorm is not None and len(keys) > 1:
+            fg = walked[1:]
+            if self.renorm == 'class':
+                top = fg.reshape(len(fg), -1).max(axis=1)[:, None, None]
+            else:
+                top = np.full((1, 1, 1), fg.max(), np.float32)
+            walked[1:] = np.where(top > 0, fg / np.where(top > 0, top, 1),
+                                  fg)
         return walked, keys
 
     def __call__(self,

@@ -557,3 +557,68 @@ def test_heuristic_bad_input():
         loss(bad, torch.zeros(2, 4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match='mode'):
         HeuristicTargetLoss(mode='softmax')
+
+
+def test_edge_loss_relative_sizes():
+    # relative specs resolving to the paper's pixel sizes at this image
+    # (24) and CAM (12) size give the numpy reference's loss exactly
+    rng = np.random.default_rng(0)
+    img = np.concatenate([step_image(24, 10, 0.02, 1), blob_image(24)])
+    cams = np.clip(
+        cv2.resize(
+            rng.random((4, 4, 6)), (12, 12), interpolation=cv2.INTER_LINEAR),
+        0, 1)
+    cams = cams.transpose(2, 0, 1).reshape(2, 3, 12, 12)
+    labels = np.array([[1, 0, 1], [0, 1, 1]], dtype=np.float64)
+    ref = edge_loss_np(cams, img, labels)
+    loss = EdgeConsistencyLoss(
+        img_blur_kernel=dict(rel=9 / 24),
+        img_blur_sigma=dict(rel=3 / 24),
+        dilate_kernel=dict(rel=3 / 24),
+        cam_blur_kernel=dict(rel=5 / 12),
+        cam_blur_sigma=dict(rel=1.5 / 12))
+    got = loss(
+        torch.from_numpy(cams), torch.from_numpy(img),
+        torch.from_numpy(labels))
+    assert got.item() == pytest.approx(ref['loss'], rel=1e-6)
+    # the paper's sizes as fractions of a 512 crop / its 128 stride-4 grid
+    paper = EdgeConsistencyLoss(
+        img_blur_kernel=dict(rel=9 / 512),
+        img_blur_sigma=dict(rel=3 / 512),
+        dilate_kernel=dict(rel=3 / 512),
+        cam_blur_kernel=dict(rel=5 / 128),
+        cam_blur_sigma=dict(rel=1.5 / 128))
+    assert paper.resolved_sizes((512, 512), (128, 128)) == dict(
+        img_blur_kernel=9,
+        img_blur_sigma=3.0,
+        dilate_kernel=3,
+        cam_blur_kernel=5,
+        cam_blur_sigma=1.5)
+    # a 128 demo crop and its 32 grid: odd kernels nearest to 2.25, 0.75,
+    # 1.25 (>= 1), sigmas scaled by 1/4
+    assert paper.resolved_sizes((128, 128), (32, 32)) == dict(
+        img_blur_kernel=3,
+        img_blur_sigma=0.75,
+        dilate_kernel=1,
+        cam_blur_kernel=1,
+        cam_blur_sigma=0.375)
+    with pytest.raises(ValueError, match='cam_blur_sigma'):
+        EdgeConsistencyLoss(cam_blur_sigma=dict(rel=0))
+
+
+def test_loc_loss_relative_window():
+    cams = torch.rand(2, 3, 32, 32, generator=_gen(3), dtype=torch.float64)
+    rel = WindowLocalConsistencyLoss(window=dict(rel=7 / 128))
+    assert rel.resolve_window((128, 128)) == 7
+    assert rel.resolve_window((64, 64)) == 3
+    # 1.75 on a 32 grid: nearest odd 1, raised to the minimum of 3
+    assert rel.resolve_window((32, 32)) == 3
+    assert WindowLocalConsistencyLoss(
+        window=dict(rel=7 / 128, min=1)).resolve_window((32, 32)) == 1
+    assert rel(cams).item() == pytest.approx(
+        WindowLocalConsistencyLoss(window=3)(cams).item(), rel=1e-12)
+    big = torch.rand(1, 3, 128, 128, generator=_gen(4), dtype=torch.float64)
+    assert rel(big).item() == pytest.approx(
+        WindowLocalConsistencyLoss(window=7)(big).item(), rel=1e-12)
+    with pytest.raises(ValueError, match='window'):
+        WindowLocalConsistencyLoss(window=dict(rel=0.1, foo=1))

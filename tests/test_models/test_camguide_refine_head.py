@@ -251,7 +251,9 @@ def test_head_dropout_on_classifier_output(channel_dropout):
     cls_map = torch.randn(N, K, 8, 8, generator=gen)
     stage1 = torch.randn(N, C1, 8, 8, generator=gen)
     img = torch.randn(N, 3, 32, 32, generator=gen)
-    head = _head(channel_dropout=channel_dropout).train()
+    # the head's own dropout is off by default (the paper's dropout is the
+    # CAM head's, on features); set explicitly here
+    head = _head(channel_dropout=channel_dropout, dropout_ratio=0.5).train()
     torch.manual_seed(0)
     z1 = head(cls_map, stage1, img)
     kept = torch.isclose(z1, 2 * cls_map)
@@ -339,6 +341,64 @@ def test_head_param_count():
     assert count == phi + (128 * 20 + 20) + (20 * 20 * 9 + 20) == 35256
 
 
+def test_head_paper_size_param_count():
+    # phi = 3x3 Conv-BN-ReLU (84 -> 448) + 5 x (depthwise 3x3 Conv-BN-ReLU
+    # + 1x1 Conv-BN-ReLU 448 -> 448); psi 448 -> 20; f_res 20 -> 20 3x3.
+    # ~1.41 M added parameters in the paper (sec. IV.C).
+    head = CamGuideRefineHead(
+        num_classes=21,
+        stage1_channels=64,
+        channels=448,
+        fusion_kernel=3,
+        num_mix=5)
+    count = sum(p.numel() for p in head.parameters())
+    c = 448
+    first = 84 * 9 * c + 2 * c
+    mix = (9 * c + 2 * c) + (c * c + 2 * c)
+    assert count == first + 5 * mix + (c * 20 + 20) + (20 * 20 * 9 + 20)
+    print(f'CamGuideRefineHead paper-size parameters: {count:,}')
+    assert abs(count - 1.41e6) / 1.41e6 < 0.03
+    # the defaults keep the small head and no dropout of their own
+    small = CamGuideRefineHead(num_classes=21, stage1_channels=64)
+    assert isinstance(small.dropout, nn.Identity)
+    # the paper-size head also starts as the upsampled CAM
+    cls_map = torch.randn(1, 20, 4, 4)
+    out = head.eval()(cls_map, torch.randn(1, 64, 16, 16),
+                      torch.randn(1, 3, 64, 64))
+    torch.testing.assert_close(
+        out,
+        F.interpolate(
+            cls_map, size=(16, 16), mode='bilinear', align_corners=False))
+
+
+def test_head_relative_gf_radius():
+    # radius 4 on the 128-pixel grid of a 512 crop -> 1 on a 32 grid,
+    # 2 on a 64 grid, at least 1
+    head = _head(gf_radius=dict(rel=4 / 128))
+    assert head.resolve_gf_radius((128, 128)) == 4
+    assert head.resolve_gf_radius((32, 32)) == 1
+    assert head.resolve_gf_radius((64, 64)) == 2
+    assert head.resolve_gf_radius((8, 8)) == 1
+    # the forward uses the resolved radius: same output as an absolute head
+    cls_map, stage1, img = _inputs(h=256, w=256)
+    rel = _head(gf_radius=dict(rel=4 / 128)).eval()
+    ab = _head(gf_radius=2).eval()
+    for h in (rel, ab):
+        with torch.no_grad():
+            nn.init.normal_(h.f_res.weight, 0, 0.3)
+            nn.init.normal_(h.psi.weight, 0, 0.3)
+    ab.load_state_dict(rel.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(
+            rel(cls_map, stage1, img), ab(cls_map, stage1, img))
+        other = _head(gf_radius=1).eval()
+        other.load_state_dict(rel.state_dict())
+        assert not torch.allclose(
+            rel(cls_map, stage1, img), other(cls_map, stage1, img))
+    with pytest.raises(ValueError, match='gf_radius'):
+        _head(gf_radius=dict(rel=-1))
+
+
 def test_head_bad_input():
     cls_map, stage1, img = _inputs()
     head = _head()
@@ -362,6 +422,10 @@ def test_head_bad_input():
         _head(img_resize='nearest')
     with pytest.raises(ValueError, match='guide'):
         _head(gf_guide='rgb')
+    with pytest.raises(ValueError, match='fusion_kernel'):
+        _head(fusion_kernel=5)
+    with pytest.raises(ValueError, match='num_mix'):
+        _head(num_mix=-1)
 
 
 def test_head_bilinear_image_resize_option():

@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 from mmseg.structures import SegDataSample
 
 from mmwsss.models.segmentors.camguide_segmentor import (make_cam,
@@ -260,3 +261,145 @@ def test_stage3_losses_and_predict():
     assert set(pred.unique().tolist()) <= {0, 1, 2}
     # inference uses the refined (stride-4) maps
     assert model._forward(inputs).shape[-1] == 8
+
+
+class _Capture:
+    """Wraps a model's heuristic-target generator and ``_sample_tau`` to
+    record the scores, targets and thresholds of the last call."""
+
+    def __init__(self, model):
+        self.gen = model.heuristic_targets
+        self.sample = model._sample_tau
+        model.heuristic_targets = self
+        model._sample_tau = self._tau
+
+    def _tau(self, *args):
+        self.tau = self.sample(*args)
+        return self.tau
+
+    def __call__(self, imgs, scores, labels, which):
+        self.scores = scores.copy()
+        self.targets = self.gen(imgs, scores, labels, which=which)
+        return self.targets
+
+
+def _stage3_dropout_model(target_forward, **train_cfg):
+    cfg = _cfg(stage=3)
+    cfg['cam_head']['dropout_ratio'] = 0.5
+    cfg['train_cfg'].update(target_forward=target_forward, **train_cfg)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    with torch.no_grad():  # make the refinement head non-trivial
+        nn.init.normal_(model.refine_head.psi.weight, 0, 0.1)
+    model.train()
+    return model
+
+
+@pytest.mark.parametrize('mode', ['eval_head', 'eval', 'train'])
+def test_stage3_targets_from_eval_forward(mode):
+    model = _stage3_dropout_model(mode)
+    cap = _Capture(model)
+    inputs = torch.rand(2, 3, 32, 32) * 255
+    samples = _samples(2)
+    labels = torch.tensor([[1., 1., 0.], [0., 0., 1.]])
+    model._local_iter = 0
+    model.loss(inputs, samples)
+    # dropout state and train mode are restored
+    assert model.training and model.cam_head.training
+    assert model.refine_head.training and model.backbone.training
+    got = torch.from_numpy(cap.scores[:, 1:])
+    # independent references
+    with torch.no_grad():
+        model.eval()  # BN running statistics as after the loss' forward
+        full_eval = model._forward(inputs)
+        model.train()
+        feats = model.extract_feat(inputs)  # train-mode backbone
+        model.cam_head.eval()
+        model.refine_head.eval()
+        eval_head = model.refine_head(model.cam_head(feats), feats[0],
+                                      inputs)
+        model.train()
+        torch.manual_seed(1)
+        dropped = model._forward(inputs)  # training forward, with dropout
+    ref = dict(eval_head=eval_head, eval=full_eval)
+    if mode in ref:
+        torch.testing.assert_close(
+            got, make_cam(ref[mode]) * labels[..., None, None])
+    else:
+        # the training forward's own (dropped) maps: not the eval ones
+        assert not torch.allclose(
+            got, make_cam(eval_head) * labels[..., None, None], atol=1e-3)
+    # dropout changes the maps, so the modes differ
+    assert not torch.allclose(make_cam(dropped), make_cam(eval_head))
+    # background channel: the sampled tau
+    np.testing.assert_allclose(
+        cap.scores[:, 0], cap.tau[:, :1, None].expand(2, 8, 8).numpy())
+
+
+@pytest.mark.parametrize('detach', [True, False])
+def test_stage3_detach_norm_gradient(detach):
+    model = _stage3_dropout_model('eval_head', detach_norm=detach)
+    model.cam_head.dropout = nn.Identity()
+    cap = _Capture(model)
+    out = {}
+
+    def keep(module, args, output):
+        if output.requires_grad:  # the training forward, not the target's
+            output.retain_grad()
+            out['z1'] = output
+
+    model.refine_head.register_forward_hook(keep)
+    inputs = torch.rand(2, 3, 32, 32) * 255
+    labels = torch.tensor([[1., 1., 0.], [0., 0., 1.]])
+    losses = model.loss(inputs, _samples(2))
+    losses['loss_rw'].backward()
+    grad = out['z1'].grad
+    # reference: the same loss with the per-class max held constant
+    x = out['z1'].detach().clone().requires_grad_(True)
+    amax = (x.flatten(2).max(-1).values[..., None, None] + 1e-5).detach()
+    cams = torch.relu(x - 1e-5) / amax * labels[..., None, None]
+    bg = cap.tau[..., None, None].expand(2, 1, 8, 8)
+    tgt = torch.from_numpy(cap.targets['rw'])
+    model.loss_rw(torch.cat([bg, cams], 1), tgt).backward()
+    if detach:
+        torch.testing.assert_close(grad, x.grad)
+    else:
+        assert not torch.allclose(grad, x.grad, atol=1e-6)
+
+
+def test_stage3_train_cfg_validation():
+    with pytest.raises(ValueError, match='target_forward'):
+        MODELS.build(_cfg(stage=3, train_cfg=dict(target_forward='x')))
+    with pytest.raises(ValueError, match='detach_norm'):
+        MODELS.build(_cfg(stage=3, train_cfg=dict(detach_norm=('crf', 'x'))))
+    model = MODELS.build(
+        _cfg(stage=3, train_cfg=dict(detach_norm=('edge', 'loc'))))
+    assert model.train_cfg['detach_terms'] == ('edge', 'loc')
+    model = MODELS.build(_cfg(stage=3, train_cfg=dict(detach_norm=False)))
+    assert model.train_cfg['detach_terms'] == ()
+
+
+def test_heuristic_target_maps():
+    torch.manual_seed(0)
+    model = MODELS.build(_cfg(stage=3))
+    model.init_weights()
+    model.eval()
+    inputs = torch.rand(2, 3, 32, 32) * 255
+    samples = _samples(2)
+    maps = model.heuristic_target_maps(inputs, samples, tau=0.2)
+    assert set(maps) == {'cam', 'crf', 'rw'}
+    for v in maps.values():
+        assert v.shape == (2, 8, 8) and v.dtype == torch.long
+    # 'cam' = argmax over [tau, image-class CAMs], an independent argmax
+    cams = make_cam(model._forward(inputs)).detach()
+    for i, lab in enumerate(((1, 2), (3, ))):
+        keys = [0] + list(lab)
+        stack = torch.cat([torch.full((1, 8, 8), 0.2), cams[i, [
+            c - 1 for c in lab]]])
+        expect = torch.tensor(keys)[stack.argmax(0)]
+        torch.testing.assert_close(maps['cam'][i], expect)
+    assert set(maps['crf'][1].unique().tolist()) <= {0, 3}
+    # stage 1 (no targets): only the CAM map
+    s1 = MODELS.build(_cfg(stage=1)).eval()
+    assert set(s1.heuristic_target_maps(inputs, samples)) == {'cam'}

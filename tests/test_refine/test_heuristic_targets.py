@@ -206,3 +206,43 @@ def test_bad_inputs():
         HeuristicTargets(num_workers=-1)
     with pytest.raises(ValueError, match='ignore_index'):
         HeuristicTargets(ignore_index=0)
+
+
+def test_relative_sizes():
+    gen = HeuristicTargets(
+        crf=dict(
+            preset='irn_label',
+            n_iters=5,
+            gauss_sxy=dict(rel=3 / 512),
+            bi_sxy=dict(rel=50 / 512)),
+        close_kernel=dict(rel=15 / 128),
+        rw=dict(n_segments=dict(rel=1100 / 128**2), n_iters=12))
+    # the paper's 512 crop: stride-4 grid 128, the current VOC config's
+    # values (closing 15, SLIC 1100, stds / 4)
+    assert gen.resolved_sizes((128, 128)) == dict(
+        close_kernel=15, gauss_sxy=0.75, bi_sxy=12.5, n_segments=1100)
+    # the 128 demo crop: grid 32
+    assert gen.resolved_sizes((32, 32)) == dict(
+        close_kernel=3, gauss_sxy=0.1875, bi_sxy=3.125, n_segments=69)
+    # targets equal a direct composition with the resolved sizes
+    imgs, scores, labels = random_batch(2)
+    side = (H * W)**0.5
+    crf = DenseCRF(
+        preset='irn_label',
+        n_iters=5,
+        gauss_sxy=3 / 512 * side,
+        bi_sxy=50 / 512 * side)
+    close = 2 * int(15 / 128 * side / 2) + 1
+    rw = SLICRandomWalk(n_segments=round(1100 / 128**2 * H * W), n_iters=12)
+    out = gen(imgs, scores, labels)
+    for i in range(2):
+        expect = morph_close(crf(imgs[i], scores[i], labels[i]), close)
+        np.testing.assert_array_equal(out['crf'][i], expect)
+        np.testing.assert_array_equal(out['rw'][i],
+                                      rw(imgs[i], scores[i], labels[i]))
+    # the generator stays picklable (worker pools)
+    clone = pickle.loads(pickle.dumps(gen))
+    np.testing.assert_array_equal(
+        clone(imgs, scores, labels)['crf'], out['crf'])
+    with pytest.raises(ValueError, match='close_kernel'):
+        HeuristicTargets(close_kernel=dict(rel=-1))

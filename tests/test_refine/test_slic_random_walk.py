@@ -220,10 +220,76 @@ def test_slic_random_walk_labels():
     # The hole is background before the walk.
     no_walk = SLICRandomWalk(n_segments=24, n_iters=0)(img, scores, [5])
     assert (no_walk[8:24, 4:20] == 0).any()
-    # Independent composition: argmax over [0, 5] of the walk.
+    # Independent composition: argmax over [0, 5] of the walk, the class
+    # map divided by its maximum (renorm='class', the default).
     walked = slic_random_walk(img, scores[[0, 5]], n_segments=24)
+    walked[1] /= walked[1].max()
     np.testing.assert_array_equal(label_map,
                                   np.array([0, 5])[np.argmax(walked, axis=0)])
+
+
+def blob_case():
+    """A blob of class 3 (peak 1) and one of class 6 (peak 0.6) on a smooth
+    colour ramp (regular superpixels, no strong edge); constant background
+    0.5."""
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:H, :W]
+    img = np.stack([xx * 4 + 20, yy * 5 + 40, 128 + 0 * xx], -1)
+    img = img + rng.normal(0, 2, (H, W, 3))
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    scores = np.zeros((8, H, W), np.float32)
+    scores[0] = 0.5
+    scores[3, 10:20, 6:16] = 1.0
+    scores[6, 10:20, 30:40] = 0.6
+    return img, scores
+
+
+def test_renorm_after_walk():
+    img, scores = blob_case()
+    kw = dict(n_segments=60, n_iters=4)
+    raw = SLICRandomWalk(renorm=None, **kw)
+    per_class = SLICRandomWalk(renorm='class', **kw)
+    glob = SLICRandomWalk(renorm='global', **kw)
+    walked, keys = raw.probs(img, scores, [3, 6])
+    np.testing.assert_array_equal(keys, [0, 3, 6])
+    # the walk spreads the blobs: their peaks fall below the constant
+    # background, so without renormalisation no foreground is left (D2)
+    assert walked[1].max() < 0.5 and walked[2].max() < 0.5
+    assert (raw(img, scores, [3, 6]) == 0).all()
+    # independent renormalisations of the raw walk
+    ref_c = walked.copy()
+    ref_c[1] /= walked[1].max()
+    ref_c[2] /= walked[2].max()
+    ref_g = walked.copy()
+    ref_g[1:] /= walked[1:].max()
+    np.testing.assert_allclose(
+        per_class.probs(img, scores, [3, 6])[0], ref_c, rtol=1e-6)
+    np.testing.assert_allclose(
+        glob.probs(img, scores, [3, 6])[0], ref_g, rtol=1e-6)
+    lab_c = per_class(img, scores, [3, 6])
+    np.testing.assert_array_equal(lab_c,
+                                  keys[np.argmax(ref_c, axis=0)])
+    assert (lab_c == 3).any() and (lab_c == 6).any()
+    # the background channel is never rescaled
+    np.testing.assert_allclose(
+        per_class.probs(img, scores, [3, 6])[0][0], 0.5, rtol=1e-6)
+    with pytest.raises(ValueError, match='renorm'):
+        SLICRandomWalk(renorm='max')
+
+
+def test_relative_segments():
+    rel = SLICRandomWalk(n_segments=dict(rel=1100 / 128**2), n_iters=3)
+    assert rel.resolve_segments((128, 128)) == 1100
+    assert rel.resolve_segments((32, 32)) == 69
+    assert rel.resolve_segments((H, W)) == round(1100 / 128**2 * H * W)
+    assert SLICRandomWalk(n_segments=dict(rel=1e-6)).resolve_segments(
+        (8, 8)) == 1
+    img, scores = labelled_case()
+    ab = SLICRandomWalk(n_segments=round(1100 / 128**2 * H * W), n_iters=3)
+    np.testing.assert_array_equal(rel.probs(img, scores, [5])[0],
+                                  ab.probs(img, scores, [5])[0])
+    with pytest.raises(ValueError, match='n_segments'):
+        SLICRandomWalk(n_segments=dict(rel=0))
 
 
 def test_slic_random_walk_labels_none_and_errors():

@@ -5,7 +5,7 @@ CamGuide sec. II.I.4, eqs. (17)-(22), with the classifier dropout of
 sec. II.H. :class:`GuidedFilter` is He et al.'s guided filter (ECCV 2010),
 differentiable and batched.
 """
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -16,6 +16,8 @@ from mmseg.utils import ConfigType
 from torch import Tensor
 
 from mmwsss.registry import MODELS
+from mmwsss.utils.relative_size import (SizeSpec, check_size, grid_side,
+                                        is_relative, resolve_size)
 
 _GUIDES = ('color', 'gray')
 _RESIZES = ('area', 'bilinear')
@@ -123,13 +125,18 @@ class GuidedFilter(nn.Module):
     def extra_repr(self) -> str:
         return f'radius={self.radius}, eps={self.eps}, guide={self.guide!r}'
 
-    def forward(self, p: Tensor, I: Tensor) -> Tensor:  # noqa: E741
+    def forward(self,
+                p: Tensor,
+                I: Tensor,  # noqa: E741
+                radius: Optional[int] = None) -> Tensor:
         """Filter ``p`` guided by ``I``.
 
         Args:
             p (Tensor): ``(N, K, h, w)`` maps to filter.
             I (Tensor): ``(N, 3, h, w)`` guide image (any channel count for
                 ``guide='gray'``).
+            radius (int, optional): Window radius of this call; None uses
+                ``self.radius``.
 
         Returns:
             Tensor: ``(N, K, h, w)`` filtered maps, dtype of ``p``.
@@ -142,18 +149,23 @@ class GuidedFilter(nn.Module):
         if self.guide == 'color' and I.shape[1] != 3:
             raise ValueError(f"I must have 3 channels for guide='color', got "
                              f'{I.shape[1]}')
+        if radius is None:
+            radius = self.radius
+        if int(radius) != radius or radius < 0:
+            raise ValueError(f'radius must be a non-negative integer, got '
+                             f'{radius}')
         out_dtype = p.dtype
         dtype = torch.promote_types(p.dtype, torch.float32)
         p = p.to(dtype)
         I = I.to(dtype)  # noqa: E741
         if self.guide == 'gray':
-            q = self._gray(p, I.mean(dim=1, keepdim=True))
+            q = self._gray(p, I.mean(dim=1, keepdim=True), int(radius))
         else:
-            q = self._color(p, I)
+            q = self._color(p, I, int(radius))
         return q.to(out_dtype)
 
-    def _gray(self, p: Tensor, g: Tensor) -> Tensor:
-        r, k = self.radius, p.shape[1]
+    def _gray(self, p: Tensor, g: Tensor, r: int) -> Tensor:
+        k = p.shape[1]
         m = box_mean(torch.cat([g, g * g, p, g * p], dim=1), r)
         m_i, m_ii = m[:, :1], m[:, 1:2]
         m_p, m_ip = m[:, 2:2 + k], m[:, 2 + k:]
@@ -162,8 +174,9 @@ class GuidedFilter(nn.Module):
         ab = box_mean(torch.cat([a, b], dim=1), r)
         return ab[:, :k] * g + ab[:, k:]
 
-    def _color(self, p: Tensor, I: Tensor) -> Tensor:  # noqa: E741
-        r, k = self.radius, p.shape[1]
+    def _color(self, p: Tensor, I: Tensor,  # noqa: E741
+               r: int) -> Tensor:
+        k = p.shape[1]
         pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
         prods = [I[:, i:i + 1] * I[:, j:j + 1] for i, j in pairs]
         # (N, 3, K, h, w): I_c * p_k
@@ -205,7 +218,7 @@ class CamGuideRefineHead(BaseModule):
     logits), ResNet stage-1 features ``x_stg1`` (``N x C1 x H/4 x W/4``) and
     the (network-input, i.e. normalised) image ``I`` (``N x 3 x H x W``)::
 
-        x      = Dropout(x)                       # sec. II.H, p = 0.5
+        x      = Dropout(x)                       # optional, off by default
         x_up   = bilinear(x, size of x_stg1)      # eq. (17)
         h0     = phi([x_up, x_stg1])              # eq. (18)
         z0     = x_up + psi(h0)                   # eq. (18)
@@ -216,17 +229,24 @@ class CamGuideRefineHead(BaseModule):
 
     Readings of ambiguous points:
 
-    - Dropout is element-wise (``nn.Dropout``; ``channel_dropout=True``
-      drops whole class maps with ``nn.Dropout2d``) and is applied once to
-      the classifier output; the dropped map feeds *both* the residual
-      ``x_up`` and the fusion, so the head cannot bypass it through the
-      skip path (the dropout's stated purpose). In eval it is the identity,
-      so the question of dropped vs. un-dropped gate input does not arise.
-    - ``phi`` ("Conv-BN-ReLU with depthwise mixing") is a depthwise-
-      separable block: 1x1 Conv-BN-ReLU (``K + C1 -> channels``), depthwise
-      3x3 Conv-BN-ReLU, 1x1 Conv-BN-ReLU (``channels -> channels``). The
-      last pointwise layer keeps its BN-ReLU so that it is not a linear map
-      composed with the linear ``psi``.
+    - **Dropout.** The paper's "Dropout Head Classifier 0.50" (Table III)
+      acts on the backbone output *before* the classifier ("the output of
+      the backbone is first subjected to a dropout operation before being
+      forwarded to the refinement module", sec. II.H); that is the CAM
+      head's ``dropout_ratio`` (``CAMHead(dropout_ratio=0.5)``), so this
+      head's own ``dropout_ratio`` defaults to 0. When set, it drops the
+      classifier *output* element-wise (``nn.Dropout``;
+      ``channel_dropout=True`` drops whole class maps with
+      ``nn.Dropout2d``) and the dropped map feeds both the residual
+      ``x_up`` and the fusion (the reading of an earlier version, which
+      zeroes half the coarse CAM in training).
+    - ``phi`` ("Conv-BN-ReLU with depthwise mixing"): a
+      ``fusion_kernel x fusion_kernel`` Conv-BN-ReLU (``K + C1 ->
+      channels``) followed by ``num_mix`` depthwise-separable mixing
+      blocks, each a depthwise 3x3 Conv-BN-ReLU and a pointwise 1x1
+      Conv-BN-ReLU (``channels -> channels``). The last pointwise layer
+      keeps its BN-ReLU so that it is not a linear map composed with the
+      linear ``psi``.
     - ``psi`` is a 1x1 conv ``channels -> K`` and ``f_res`` a 3x3 conv
       ``K -> K`` (both with bias). Both start at zero weights and bias, so
       ``psi(h0) = 0``, ``r = 0``, ``a = 1/2`` and ``z1 = z0 = x_up``
@@ -237,15 +257,19 @@ class CamGuideRefineHead(BaseModule):
       averaging (anti-aliased; ``img_resize='bilinear'`` is the
       alternative). The guide is the image as given to the head, so
       ``gf_eps`` is in (normalised) pixel units squared.
+    - ``gf_radius`` is in pixels of the stride-4 grid, or relative to its
+      side (``dict(rel=4 / 128)``: Table III's radius 4 on the 128-pixel
+      grid of a 512 crop, resolved per forward with
+      :func:`~mmwsss.utils.relative_size.resolve_size`, at least 1), so
+      the filter covers the same part of the image at every input size.
     - Upsampling uses ``align_corners=False`` (mmseg's ``resize``
       default).
 
-    Parameter count with ``num_classes=21`` (K=20), ``stage1_channels=64``
-    and ``channels=128``: 35,256 (phi 29,056, psi 2,580, f_res 3,620). The
-    paper reports ~1.41 M added parameters on ResNet-18 (sec. IV.C) without
-    giving the layer widths; with this block that would need roughly
-    ``channels ~ 1,100``, so the paper's fusion block is evidently wider or
-    uses dense 3x3 convolutions. Widen ``channels`` to approach it.
+    Parameter count with ``num_classes=21`` (K=20), ``stage1_channels=64``:
+    35,256 with the defaults (``channels=128``, ``fusion_kernel=1``,
+    ``num_mix=1``: phi 29,056, psi 2,580, f_res 3,620), 1,384,824 with
+    ``channels=448, fusion_kernel=3, num_mix=5``, the paper's ~1.41 M added
+    parameters (sec. IV.C; the paper gives no layer widths).
 
     Args:
         num_classes (int): Classes including background; the head works on
@@ -253,9 +277,11 @@ class CamGuideRefineHead(BaseModule):
         stage1_channels (int): Channels ``C1`` of the stage-1 features
             (64 for ResNet-18).
         channels (int): Width of the fusion block ``phi``.
-        dropout_ratio (float): Dropout on the classifier output in
-            training (CamGuide Table III: 0.5).
-        gf_radius (int): Guided filter radius.
+        dropout_ratio (float): Dropout on the classifier *output* in
+            training. Defaults to 0 (the paper's dropout is the CAM head's,
+            see above).
+        gf_radius (int | dict): Guided filter radius, pixels of the stride-4
+            grid or ``dict(rel=f)`` of its side.
         gf_eps (float): Guided filter regularisation.
         gf_guide (str): ``'color'`` or ``'gray'`` guided filter.
         channel_dropout (bool): Drop whole class maps (``Dropout2d``)
@@ -264,6 +290,8 @@ class CamGuideRefineHead(BaseModule):
         zero_init (bool): Start ``psi`` and ``f_res`` at zero (identity
             head).
         align_corners (bool): ``align_corners`` of the upsampling.
+        fusion_kernel (int): Kernel of the first conv of ``phi`` (1 or 3).
+        num_mix (int): Depthwise-separable mixing blocks of ``phi``.
         norm_cfg (dict): Norm layer of ``phi``.
         act_cfg (dict): Activation of ``phi``.
         init_cfg (dict | list[dict], optional): Initialisation config. A
@@ -275,14 +303,16 @@ class CamGuideRefineHead(BaseModule):
                  num_classes: int,
                  stage1_channels: int,
                  channels: int = 128,
-                 dropout_ratio: float = 0.5,
-                 gf_radius: int = 4,
+                 dropout_ratio: float = 0.0,
+                 gf_radius: SizeSpec = 4,
                  gf_eps: float = 1e-2,
                  gf_guide: str = 'color',
                  channel_dropout: bool = False,
                  img_resize: str = 'area',
                  zero_init: bool = True,
                  align_corners: bool = False,
+                 fusion_kernel: int = 1,
+                 num_mix: int = 1,
                  norm_cfg: ConfigType = dict(type='BN'),
                  act_cfg: ConfigType = dict(type='ReLU'),
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
@@ -299,6 +329,14 @@ class CamGuideRefineHead(BaseModule):
         if img_resize not in _RESIZES:
             raise ValueError(f'img_resize must be one of {_RESIZES}, got '
                              f'{img_resize!r}')
+        if fusion_kernel not in (1, 3):
+            raise ValueError(f'fusion_kernel must be 1 or 3, got '
+                             f'{fusion_kernel!r}')
+        if isinstance(num_mix, bool) or int(num_mix) != num_mix or \
+                num_mix < 0:
+            raise ValueError(f'num_mix must be an integer >= 0, got '
+                             f'{num_mix!r}')
+        self.gf_radius = check_size(gf_radius, 'gf_radius', 'int', 0)
         self.num_classes = num_classes
         self.stage1_channels = stage1_channels
         self.channels = channels
@@ -309,25 +347,36 @@ class CamGuideRefineHead(BaseModule):
         drop = nn.Dropout2d if channel_dropout else nn.Dropout
         self.dropout = drop(dropout_ratio) if dropout_ratio > 0 \
             else nn.Identity()
-        self.phi = nn.Sequential(
+        layers = [
             ConvModule(
                 k + stage1_channels,
                 channels,
-                1,
+                fusion_kernel,
+                padding=fusion_kernel // 2,
                 norm_cfg=norm_cfg,
-                act_cfg=act_cfg),
-            ConvModule(
-                channels,
-                channels,
-                3,
-                padding=1,
-                groups=channels,
-                norm_cfg=norm_cfg,
-                act_cfg=act_cfg),
-            ConvModule(
-                channels, channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg))
+                act_cfg=act_cfg)
+        ]
+        for _ in range(int(num_mix)):
+            layers += [
+                ConvModule(
+                    channels,
+                    channels,
+                    3,
+                    padding=1,
+                    groups=channels,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg),
+                ConvModule(
+                    channels,
+                    channels,
+                    1,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg)
+            ]
+        self.phi = nn.Sequential(*layers)
         self.psi = nn.Conv2d(channels, k, 1)
-        self.guided_filter = GuidedFilter(gf_radius, gf_eps, gf_guide)
+        radius0 = 4 if is_relative(self.gf_radius) else self.gf_radius
+        self.guided_filter = GuidedFilter(radius0, gf_eps, gf_guide)
         self.f_res = nn.Conv2d(k, k, 3, padding=1)
         if zero_init:
             self._zero_residuals()
@@ -370,6 +419,12 @@ class CamGuideRefineHead(BaseModule):
                 raise ValueError(f'{name} has batch size {x.shape[0]} but '
                                  f'cls_map has {n}')
 
+    def resolve_gf_radius(self, size: Sequence[int]) -> int:
+        """Guided filter radius in pixels on a stride-4 grid of ``size``."""
+        return resolve_size(self.gf_radius, grid_side(size), 'int', 1,
+                            'gf_radius') if is_relative(
+                                self.gf_radius) else int(self.gf_radius)
+
     def forward_all(self, cls_map: Tensor, stage1: Tensor,
                     img: Tensor) -> Dict[str, Tensor]:
         """Forward returning the intermediate maps.
@@ -395,7 +450,7 @@ class CamGuideRefineHead(BaseModule):
         else:
             img_down = F.interpolate(
                 img, size=size, mode='bilinear', align_corners=False)
-        g = self.guided_filter(z0, img_down)
+        g = self.guided_filter(z0, img_down, self.resolve_gf_radius(size))
         r = self.f_res(g)
         a = torch.sigmoid(r)
         z1 = z0 + a * r

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmwsss.registry import MODELS
+from mmwsss.utils.relative_size import (SizeSpec, check_size, grid_side,
+                                        resolve_size)
 
 # Scharr derivative along x (cv2.Scharr(dx=1, dy=0)); the y kernel is its
 # transpose.
@@ -329,13 +331,24 @@ class EdgeConsistencyLoss(_CamGuideLoss):
     class, or the image supports edges everywhere) the loss is ``0`` and
     still connected to ``cams`` (zero gradient).
 
+    **Sizes.** Every kernel size and sigma is either in pixels (the
+    paper's values, defaults) or relative (``dict(rel=f)``, see
+    :mod:`mmwsss.utils.relative_size`): the image blur and the dilation
+    relative to the side of the image given to :meth:`forward`, the CAM
+    blur relative to the side of the CAM grid. The paper's 9x9 / sigma 3
+    image blur and 3x3 dilation are for 512 crops
+    (``dict(rel=9 / 512)``, ...), its 5x5 / sigma 1.5 CAM blur for the
+    128-pixel stride-4 grid of a 512 crop (``dict(rel=5 / 128)``, ...);
+    kernels resolve to the nearest odd size >= 1 (1 = no blur / no
+    dilation).
+
     Args:
-        img_blur_kernel (int): Defaults to 9.
-        img_blur_sigma (float): Defaults to 3.0.
-        cam_blur_kernel (int): Defaults to 5.
-        cam_blur_sigma (float): Defaults to 1.5.
-        dilate_kernel (int): Odd size of the dilation; 1 disables it.
-            Defaults to 3.
+        img_blur_kernel (int | dict): Defaults to 9.
+        img_blur_sigma (float | dict): Defaults to 3.0.
+        cam_blur_kernel (int | dict): Defaults to 5.
+        cam_blur_sigma (float | dict): Defaults to 1.5.
+        dilate_kernel (int | dict): Odd size of the dilation; 1 disables
+            it. Defaults to 3.
         tau (float): Edge-support threshold. Defaults to 0.1.
         delta (float): Tolerance margin. Defaults to 0.05.
         gamma (float): Focal exponent (> 0). Defaults to 2.0.
@@ -348,11 +361,11 @@ class EdgeConsistencyLoss(_CamGuideLoss):
     """
 
     def __init__(self,
-                 img_blur_kernel: int = 9,
-                 img_blur_sigma: float = 3.0,
-                 cam_blur_kernel: int = 5,
-                 cam_blur_sigma: float = 1.5,
-                 dilate_kernel: int = 3,
+                 img_blur_kernel: SizeSpec = 9,
+                 img_blur_sigma: SizeSpec = 3.0,
+                 cam_blur_kernel: SizeSpec = 5,
+                 cam_blur_sigma: SizeSpec = 1.5,
+                 dilate_kernel: SizeSpec = 3,
                  tau: float = 0.1,
                  delta: float = 0.05,
                  gamma: float = 2.0,
@@ -365,16 +378,19 @@ class EdgeConsistencyLoss(_CamGuideLoss):
         for name, size in (('img_blur_kernel', img_blur_kernel),
                            ('cam_blur_kernel', cam_blur_kernel),
                            ('dilate_kernel', dilate_kernel)):
-            if not isinstance(size, int) or size < 1 or size % 2 == 0:
-                raise ValueError(f'{name} must be an odd positive int, got '
-                                 f'{size!r}')
-        positive = dict(
-            img_blur_sigma=img_blur_sigma,
-            cam_blur_sigma=cam_blur_sigma,
-            gamma=gamma)
-        for name, value in positive.items():
-            if not value > 0:
-                raise ValueError(f'{name} must be positive, got {value!r}')
+            if isinstance(size, bool) or not isinstance(size, (int, dict)):
+                raise ValueError(f'{name} must be an odd positive int or '
+                                 f'dict(rel=...), got {size!r}')
+            check_size(size, name, 'odd', 1)
+        for name, value in (('img_blur_sigma', img_blur_sigma),
+                            ('cam_blur_sigma', cam_blur_sigma)):
+            try:
+                check_size(value, name, 'float', None)
+            except ValueError:
+                raise ValueError(f'{name} must be positive, got '
+                                 f'{value!r}') from None
+        if not gamma > 0:
+            raise ValueError(f'gamma must be positive, got {gamma!r}')
         self.img_blur_kernel = img_blur_kernel
         self.img_blur_sigma = img_blur_sigma
         self.cam_blur_kernel = cam_blur_kernel
@@ -387,6 +403,32 @@ class EdgeConsistencyLoss(_CamGuideLoss):
         self.lambda_hard = lambda_hard
         self.eps = eps
 
+    def resolved_sizes(self, img_shape: Tuple[int, int],
+                       cam_shape: Tuple[int, int]) -> dict:
+        """Sizes in pixels for an image and a CAM grid of these shapes.
+
+        Args:
+            img_shape (tuple[int, int]): ``(H, W)`` of the image.
+            cam_shape (tuple[int, int]): ``(h, w)`` of the CAM grid.
+
+        Returns:
+            dict: ``img_blur_kernel``, ``img_blur_sigma``, ``dilate_kernel``
+            (image pixels), ``cam_blur_kernel``, ``cam_blur_sigma`` (CAM
+            pixels).
+        """
+        side_i, side_c = grid_side(img_shape), grid_side(cam_shape)
+        return dict(
+            img_blur_kernel=resolve_size(self.img_blur_kernel, side_i, 'odd',
+                                         1, 'img_blur_kernel'),
+            img_blur_sigma=resolve_size(self.img_blur_sigma, side_i, 'float',
+                                        None, 'img_blur_sigma'),
+            dilate_kernel=resolve_size(self.dilate_kernel, side_i, 'odd', 1,
+                                       'dilate_kernel'),
+            cam_blur_kernel=resolve_size(self.cam_blur_kernel, side_c, 'odd',
+                                         1, 'cam_blur_kernel'),
+            cam_blur_sigma=resolve_size(self.cam_blur_sigma, side_c, 'float',
+                                        None, 'cam_blur_sigma'))
+
     @torch.no_grad()
     def image_support(self, img: Tensor, size: Tuple[int, int]) -> Tensor:
         """Image edge-support map ``S_down``.
@@ -398,18 +440,17 @@ class EdgeConsistencyLoss(_CamGuideLoss):
         Returns:
             Tensor: ``(N, 1, h, w)`` float32 in ``[0, 1]``.
         """
+        sizes = self.resolved_sizes(img.shape[-2:], size)
         x = img.detach().float()
-        x = gaussian_blur(x, self.img_blur_kernel, self.img_blur_sigma)
+        x = gaussian_blur(x, sizes['img_blur_kernel'],
+                          sizes['img_blur_sigma'])
         s = scharr_magnitude(x).mean(dim=1, keepdim=True)
         smax = s.flatten(1).max(dim=1).values[:, None, None, None]
         s = torch.where(smax > 0, s / smax.clamp_min(1e-30),
                         torch.zeros_like(s))
-        if self.dilate_kernel > 1:
-            s = F.max_pool2d(
-                s,
-                self.dilate_kernel,
-                stride=1,
-                padding=self.dilate_kernel // 2)
+        dilate = sizes['dilate_kernel']
+        if dilate > 1:
+            s = F.max_pool2d(s, dilate, stride=1, padding=dilate // 2)
         return F.adaptive_avg_pool2d(s, size)
 
     def cam_edges(self, cams: Tensor) -> Tensor:
@@ -421,7 +462,9 @@ class EdgeConsistencyLoss(_CamGuideLoss):
         Returns:
             Tensor: ``(N, K, h, w)`` in ``[0, 1]``.
         """
-        x = gaussian_blur(cams, self.cam_blur_kernel, self.cam_blur_sigma)
+        sizes = self.resolved_sizes(cams.shape[-2:], cams.shape[-2:])
+        x = gaussian_blur(cams, sizes['cam_blur_kernel'],
+                          sizes['cam_blur_sigma'])
         e = scharr_magnitude(x)
         emax = e.flatten(2).max(dim=2).values[..., None, None]
         return e / (emax + self.eps)
@@ -484,24 +527,41 @@ class WindowLocalConsistencyLoss(_CamGuideLoss):
     Pixels where all classes are 0 have ``K = 0`` and contribute 0 (they
     still count in the mean, the ``1 / HW`` of eq. (39)).
 
+    The window is in pixels of the CAM grid or relative to its side
+    (``dict(rel=7 / 128)``: Table III's 7 on the 128-pixel stride-4 grid
+    of a 512 crop), resolved per call to the nearest odd size, at least 3
+    (a 1-pixel window compares a pixel with itself only).
+
     Args:
-        window (int): Odd window size. Defaults to 7.
+        window (int | dict): Odd window size. Defaults to 7.
         eps (float): ``epsilon`` of eq. (35). Defaults to 1e-6.
         loss_weight (float): ``lambda_loc``. Defaults to 1.0.
         loss_name (str): Defaults to ``'loss_loc'``.
     """
 
     def __init__(self,
-                 window: int = 7,
+                 window: SizeSpec = 7,
                  eps: float = 1e-6,
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_loc') -> None:
         super().__init__(loss_weight, loss_name)
-        if not isinstance(window, int) or window < 1 or window % 2 == 0:
-            raise ValueError(f'window must be an odd positive int, got '
-                             f'{window!r}')
+        if isinstance(window, bool) or not isinstance(window, (int, dict)):
+            raise ValueError(f'window must be an odd positive int or '
+                             f'dict(rel=...), got {window!r}')
+        try:
+            check_size(window, 'window', 'odd', 1)
+        except ValueError as e:
+            raise ValueError(f'window must be an odd positive int: '
+                             f'{e}') from None
         self.window = window
         self.eps = eps
+
+    def resolve_window(self, shape: Tuple[int, int]) -> int:
+        """Window side in pixels on a CAM grid of spatial size ``shape``."""
+        if isinstance(self.window, dict):
+            return resolve_size(self.window, grid_side(shape), 'odd', 3,
+                                'window')
+        return int(self.window)
 
     def forward(self, cams: Tensor, labels: Optional[Tensor] = None) -> Tensor:
         """Compute the loss.
@@ -525,11 +585,12 @@ class WindowLocalConsistencyLoss(_CamGuideLoss):
             y = _check_labels(labels, 'labels', n, k).to(cams)
             cams = cams * y[..., None, None]
         prob = cams / (cams.sum(dim=1, keepdim=True) + self.eps)
+        window = self.resolve_window(cams.shape[-2:])
         mean = F.avg_pool2d(
             prob,
-            self.window,
+            window,
             stride=1,
-            padding=self.window // 2,
+            padding=window // 2,
             count_include_pad=False)
         agree = (prob * mean).sum(dim=1)
         conf = prob.max(dim=1).values

@@ -1,7 +1,8 @@
 # Copyright (c) mmwsss contributors.
 """CamGuide: a small student CAM network guided by a frozen teacher."""
 import copy
-from typing import Dict, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,10 +25,19 @@ DEFAULT_TRAIN_CFG = dict(
     cam_eps=1e-5,
     crf_interval=4,
     cls_on='refined',
-    target_bg='tau')
+    target_bg='tau',
+    target_forward='eval_head',
+    detach_norm=True)
+
+#: ``train_cfg.target_forward`` choices, see :class:`CamGuideSegmentor`.
+TARGET_FORWARDS = ('eval_head', 'eval', 'train')
+#: Stage-3 terms whose normalised CAMs ``detach_norm`` may detach.
+NORM_TERMS = ('crf', 'rw', 'edge', 'loc')
 
 
-def make_cam(x: Tensor, eps: float = 1e-5) -> Tensor:
+def make_cam(x: Tensor,
+             eps: float = 1e-5,
+             detach_max: bool = False) -> Tensor:
     """PuzzleCAM ``make_cam`` normalisation (CamGuide eq. (2)-(3)).
 
     ``relu(x - eps) / max(eps, max_{h,w}(x) + eps)`` per sample and
@@ -36,13 +46,34 @@ def make_cam(x: Tensor, eps: float = 1e-5) -> Tensor:
     Args:
         x (Tensor): ``(N, K, h, w)`` raw class feature maps.
         eps (float): The paper's epsilon. Defaults to 1e-5.
+        detach_max (bool): Treat the per-map maximum as a constant in the
+            backward pass (the value is unchanged). Defaults to False.
 
     Returns:
         Tensor: Normalised maps, same shape.
     """
     amax = x.flatten(2).max(dim=-1).values[..., None, None]
+    if detach_max:
+        amax = amax.detach()
     amax = torch.clamp(amax + eps, min=eps)
     return torch.relu(x - eps) / amax
+
+
+@contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Put modules (and all their submodules) in eval mode for a block.
+
+    Every submodule's own ``training`` flag is restored on exit, so
+    submodules that were deliberately in eval mode (frozen BN) stay so.
+    """
+    saved = [(m, m.training) for mod in modules for m in mod.modules()]
+    try:
+        for mod in modules:
+            mod.train(False)
+        yield
+    finally:
+        for m, flag in saved:
+            m.training = flag
 
 
 def stochastic_mask(teacher_cams: Tensor,
@@ -137,6 +168,28 @@ class CamGuideSegmentor(CAMSegmentor):
       on the spatial mean of ``z1`` (``cls_on='refined'``, so the maps used
       at inference stay class-discriminative) or of the coarse classifier
       map (``'coarse'``).
+
+    Stage-3 heuristic targets (issue #19):
+
+    - **Target forward** (``train_cfg.target_forward``). The targets are
+      built from a no-grad forward *without dropout* of the same batch:
+      ``'eval_head'`` (default) reuses the training forward's backbone
+      features and runs the CAM head and the refinement head in eval mode
+      (no dropout, BN running statistics); ``'eval'`` runs a second forward
+      of the whole student in eval mode (one more backbone pass);
+      ``'train'`` takes the training forward's own maps (with its dropout;
+      the earlier behaviour). The losses still act on the training forward.
+      The paper's dropout sits on the backbone features before the
+      classifier (``cam_head.dropout_ratio``), see
+      :class:`~mmwsss.models.heads.CamGuideRefineHead`.
+    - **Detached normaliser** (``train_cfg.detach_norm``). The per-class
+      maximum of eq. (3) is treated as a constant in the listed terms'
+      CAMs: ``True`` = the heuristic-target terms ``('crf', 'rw')``,
+      ``False`` = none, or a sequence among ``('crf', 'rw', 'edge',
+      'loc')``. With the maximum in the graph, every pixel's cross-entropy
+      pushes the single max pixel, whose step is then 1-2 orders of
+      magnitude the mean pixel's (issue #19, D3), rewarding spikes. The
+      default (True) is provisional until the held-out ablation chooses.
 
     The masked view multiplies the *normalised* network input by the mask,
     so suppressed pixels take the dataset mean colour (the value
@@ -263,6 +316,19 @@ class CamGuideSegmentor(CAMSegmentor):
                              f"'one_minus_max', got {cfg['target_bg']!r}")
         if int(cfg['crf_interval']) < 1:
             raise ValueError('train_cfg.crf_interval must be >= 1')
+        if cfg['target_forward'] not in TARGET_FORWARDS:
+            raise ValueError(f'train_cfg.target_forward must be one of '
+                             f"{TARGET_FORWARDS}, got "
+                             f"{cfg['target_forward']!r}")
+        detach = cfg['detach_norm']
+        if isinstance(detach, bool):
+            detach = ('crf', 'rw') if detach else ()
+        elif isinstance(detach, str) or not all(t in NORM_TERMS
+                                                for t in detach):
+            raise ValueError(f'train_cfg.detach_norm must be a bool or a '
+                             f'sequence of terms among {NORM_TERMS}, got '
+                             f'{cfg["detach_norm"]!r}')
+        cfg['detach_terms'] = tuple(detach)
         return cfg
 
     # ------------------------------------------------------------------
@@ -405,17 +471,29 @@ class CamGuideSegmentor(CAMSegmentor):
     def _stage3_loss(self, inputs: Tensor, data_samples: SampleList,
                      labels: Tensor) -> dict:
         cfg = self.train_cfg
-        coarse, refined = self.student_forward(inputs)
+        feats = self.extract_feat(inputs)
+        if isinstance(feats, Tensor):
+            raise ValueError('the refinement head needs a backbone with '
+                             'several outputs (stride-4 features)')
+        coarse = self.cam_head(feats)
+        refined = self.refine_head(coarse, feats[self.stage1_index], inputs)
         losses = {}
         cls_map = refined if cfg['cls_on'] == 'refined' else coarse
         losses.update(self.cam_head.loss_by_feat(cls_map, data_samples))
-        cams = make_cam(refined, cfg['cam_eps']) * labels[..., None, None]
-        n, k, h, w = cams.shape
+        detach = cfg['detach_terms']
+        eps = cfg['cam_eps']
+        lab = labels[..., None, None]
+
+        def cams_for(term: str) -> Tensor:
+            return make_cam(refined, eps, term in detach) * lab
+
+        n, k, h, w = refined.shape
         if self.loss_edge is not None:
             losses[self.loss_edge.loss_name] = self.loss_edge(
-                cams, inputs, labels)
+                cams_for('edge'), inputs, labels)
         if self.loss_loc is not None:
-            losses[self.loss_loc.loss_name] = self.loss_loc(cams, labels)
+            losses[self.loss_loc.loss_name] = self.loss_loc(
+                cams_for('loc'), labels)
         which = []
         if self.loss_crf is not None and \
                 self._iteration() % int(cfg['crf_interval']) == 0:
@@ -424,30 +502,113 @@ class CamGuideSegmentor(CAMSegmentor):
             which.append('rw')
         if which:
             tau = self._sample_tau(n, 1, inputs.device)
-            if cfg['target_bg'] == 'tau':
-                bg = tau[..., None, None].expand(n, 1, h, w)
-            else:
-                bg = 1 - cams.max(dim=1, keepdim=True).values
-            scores = torch.cat([bg, cams], dim=1)
-            imgs = self._small_images(inputs, data_samples, (h, w))
-            img_labels = [
-                sorted(int(c) for c in ds.metainfo['img_labels'])
-                for ds in data_samples
-            ]
+            with torch.no_grad():
+                if cfg['target_forward'] == 'train':
+                    t_maps = refined.detach()
+                elif cfg['target_forward'] == 'eval_head':
+                    with eval_mode(self.cam_head, self.refine_head):
+                        t_coarse = self.cam_head(
+                            [f.detach() for f in feats])
+                        t_maps = self.refine_head(
+                            t_coarse, feats[self.stage1_index].detach(),
+                            inputs)
+                else:
+                    with eval_mode(self):
+                        t_maps = self._forward(inputs)
+                t_cams = make_cam(t_maps, eps) * lab
+                t_scores = torch.cat(
+                    [self._bg_score(tau, t_cams), t_cams], dim=1)
             targets = self.heuristic_targets(
-                imgs,
-                scores.detach().float().cpu().numpy(),
-                img_labels,
+                self._small_images(inputs, data_samples, (h, w)),
+                t_scores.float().cpu().numpy(),
+                self._img_labels(data_samples),
                 which=tuple(which))
             for key in which:
                 tgt = torch.from_numpy(np.ascontiguousarray(
                     targets[key])).to(inputs.device, torch.long)
+                cams = cams_for(key)
+                scores = torch.cat([self._bg_score(tau, cams), cams], dim=1)
                 loss_fn = self.loss_crf if key == 'crf' else self.loss_rw
                 losses[loss_fn.loss_name] = loss_fn(scores, tgt)
         if self.loss_crf is not None and 'crf' not in which:
             # keep the logged keys stable between CRF iterations
-            losses[self.loss_crf.loss_name] = cams.sum() * 0
+            losses[self.loss_crf.loss_name] = refined.sum() * 0
         return losses
+
+    def _bg_score(self, tau: Tensor, cams: Tensor) -> Tensor:
+        """Background channel ``(N, 1, h, w)`` of the heuristic scores."""
+        if self.train_cfg['target_bg'] == 'tau':
+            n, _, h, w = cams.shape
+            return tau[..., None, None].to(cams.dtype).expand(n, 1, h, w)
+        return 1 - cams.max(dim=1, keepdim=True).values
+
+    @staticmethod
+    def _img_labels(data_samples: SampleList) -> List[List[int]]:
+        return [
+            sorted(int(c) for c in ds.metainfo['img_labels'])
+            for ds in data_samples
+        ]
+
+    @torch.no_grad()
+    def heuristic_target_maps(self,
+                              inputs: Tensor,
+                              data_samples: SampleList,
+                              tau: Optional[float] = None
+                              ) -> Dict[str, Tensor]:
+        """Label maps of the current CAM and heuristic targets of a batch.
+
+        What :meth:`loss` builds in stage 3, from the current model in its
+        current mode (call it in eval mode for the no-dropout maps) and
+        with a fixed background score, for monitoring
+        (:class:`~mmwsss.engine.hooks.TargetQualityHook`).
+
+        Args:
+            inputs (Tensor): ``(N, 3, H, W)`` network inputs.
+            data_samples (list[SegDataSample]): Samples with
+                ``img_labels``.
+            tau (float, optional): Background score; None takes the middle
+                of ``train_cfg.tau_range``.
+
+        Returns:
+            dict[str, Tensor]: int64 ``(N, h, w)`` label maps on the CAM grid
+            (0 background, class ids): ``'cam'`` (argmax of the background
+            score and the image's normalised CAMs) and, when the model has
+            heuristic targets (stage 3), ``'crf'`` and / or ``'rw'`` (those
+            whose loss is set).
+        """
+        cfg = self.train_cfg
+        if tau is None:
+            tau = sum(cfg['tau_range']) / 2
+        labels = label_rows(data_samples, self.num_classes, inputs.device)
+        cams = make_cam(self._forward(inputs), cfg['cam_eps'])
+        cams = cams * (labels[..., None, None] > 0)
+        n, _, h, w = cams.shape
+        taus = torch.full((n, 1), float(tau), device=cams.device)
+        scores = torch.cat([self._bg_score(taus, cams), cams], dim=1)
+        out = {}
+        img_labels = self._img_labels(data_samples)
+        keys = [torch.tensor([0] + lab, device=cams.device)
+                for lab in img_labels]
+        out['cam'] = torch.stack([
+            key[scores[i, key].argmax(dim=0)] for i, key in enumerate(keys)
+        ])
+        which = []
+        if self.heuristic_targets is not None:
+            if self.loss_crf is not None and \
+                    self.heuristic_targets.crf is not None:
+                which.append('crf')
+            if self.loss_rw is not None and \
+                    self.heuristic_targets.rw is not None:
+                which.append('rw')
+        if which:
+            targets = self.heuristic_targets(
+                self._small_images(inputs, data_samples, (h, w)),
+                scores.float().cpu().numpy(),
+                img_labels,
+                which=tuple(which))
+            for key in which:
+                out[key] = torch.from_numpy(targets[key]).to(cams.device)
+        return out
 
     def _small_images(self, inputs: Tensor, data_samples: SampleList,
                       size: Tuple[int, int]) -> np.ndarray:

@@ -259,6 +259,50 @@ def test_val_batch_choice_exclude_and_disjointness(demo_root):
         InfluenceHook(val, begin=0)
 
 
+def test_influence_split_disjoint_from_every_reported_split(
+        demo_root, tmp_path):
+    """The seeds are reported on train (``test_dataloader``: 'auto') and
+    the final model on val (``reported_splits``): influence images drawn
+    from val are refused, naming the split; a held-out influence split cut
+    out of val (``hold_out_split``) passes against train and the rest of
+    val."""
+    from mmwsss.datasets.splits import (hold_out_split, read_split,
+                                        write_split)
+    val_split = osp.join(demo_root, 'ImageSets', 'Segmentation', 'val.txt')
+    runner = _mock_runner(
+        dict(test_dataloader=dict(
+            dataset=dataset_cfg(demo_root, 'train', []))))
+    val = dataset_cfg(demo_root, 'val', pipeline(32))
+    hook = InfluenceHook(
+        val, num_samples=3, seed=1, reported_splits=[val_split])
+    with pytest.raises(ValueError, match=r'reported split.*val\.txt'):
+        hook.build_batch(runner)
+    # a dataset config names its ann file too
+    hook = InfluenceHook(
+        val, num_samples=3, seed=1, reported_splits=[val])
+    with pytest.raises(ValueError, match=r'WSSSDemoDataset .*val\.txt'):
+        hook.build_batch(runner)
+    held, rest = hold_out_split(read_split(val_split), 4, seed=0)
+    inf_file = str(tmp_path / 'influence.txt')
+    rest_file = str(tmp_path / 'val_report.txt')
+    write_split(inf_file, held)
+    write_split(rest_file, rest)
+    pool = dict(val, ann_file=inf_file)  # absolute ann_file: data_root kept
+    hook = InfluenceHook(
+        pool, num_samples=3, seed=1, reported_splits=[rest_file])
+    hook.build_batch(runner)
+    assert set(hook.val_ids) <= set(held)
+    # and 'auto' still checks test_dataloader (train) besides the list
+    hook = InfluenceHook(
+        dataset_cfg(demo_root, 'train', pipeline(32)),
+        num_samples=3,
+        reported_splits=[rest_file])
+    with pytest.raises(ValueError, match='reported split'):
+        hook.build_batch(runner)
+    with pytest.raises(TypeError):
+        InfluenceHook(val, reported_splits=[['a', 'b']])
+
+
 def test_preserved_rng_state():
     torch.manual_seed(3)
     ref = torch.rand(2)

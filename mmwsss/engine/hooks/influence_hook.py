@@ -80,6 +80,20 @@ def _ids_from(source: IdSource) -> Optional[List[str]]:
     return [str(x) for x in source]
 
 
+def _describe(source: IdSource) -> str:
+    """A short name of an id source for error messages."""
+    if isinstance(source, str):
+        return source
+    if isinstance(source, dict):
+        root = source.get('data_root', '')
+        ann = source.get('ann_file', '')
+        name = osp.join(root, ann) if root and ann else (ann or root)
+        return f'{source.get("type", "dataset")} {name}'.strip()
+    if isinstance(source, Dataset):
+        return type(source).__name__
+    return 'the listed ids'
+
+
 @HOOKS.register_module()
 class InfluenceHook(Hook):
     """Refresh the influence solve of an :class:`IGCAMSegmentor`.
@@ -93,9 +107,15 @@ class InfluenceHook(Hook):
       generator seeded with ``seed``), minus ``exclude``, run through the
       dataset's pipeline (which must be deterministic and give one image
       size, e.g. ``mmseg.Resize`` with ``keep_ratio=False``) and collated
-      as from a dataloader. The chosen images must be disjoint from the
-      split results are reported on (``report_split``), otherwise a
-      ``ValueError`` naming the shared images is raised;
+      as from a dataloader. The chosen images must be disjoint from every
+      split whose score is reported (``report_split`` and
+      ``reported_splits``: e.g. the seeds' train split *and* the final
+      model's val split), otherwise a ``ValueError`` naming the split and
+      the shared images is raised. Using reported images to reweight
+      training would leak them into the result: give the influence images
+      their own split (``val_dataset.ann_file``, e.g. a held-out
+      ``influence.txt`` made by ``tools/dataset_converters/
+      hold_out_split.py`` from any dataset's split lists);
     - calls ``model.refresh_influence(batch, sync=sync)`` (eval mode: BN
       running statistics, parameters and gradients untouched; see the
       model) after ``begin`` training iterations and then whenever
@@ -143,7 +163,12 @@ class InfluenceHook(Hook):
             reported on, which must not be chosen: ``'auto'`` (default) reads
             the runner config's ``test_dataloader.dataset`` (else
             ``val_dataloader.dataset``), or a split file, a list of ids, a
-            dataset config; None disables the check.
+            dataset config; None disables this check.
+        reported_splits (list[str | dict]): More reported splits, each a
+            split file (one id per line) or a dataset config, e.g. the val
+            split the final segmentation model trained on the pseudo-labels
+            is scored on (another config, so ``'auto'`` cannot see it).
+            Defaults to none.
         mix_warmup (int): Iterations of the ``mix`` ramp; 0 disables it.
             Defaults to 0.
         sync (bool): Synchronise the state over ranks. Defaults to True.
@@ -158,6 +183,7 @@ class InfluenceHook(Hook):
                  begin: Optional[int] = None,
                  exclude: IdSource = None,
                  report_split: IdSource = 'auto',
+                 reported_splits: Sequence[Union[str, dict]] = (),
                  mix_warmup: int = 0,
                  sync: bool = True) -> None:
         if num_samples < 1:
@@ -177,6 +203,13 @@ class InfluenceHook(Hook):
         self.begin = begin
         self.exclude = exclude
         self.report_split = report_split
+        if isinstance(reported_splits, (str, dict)):
+            reported_splits = [reported_splits]
+        for split in reported_splits:
+            if not isinstance(split, (str, dict)):
+                raise TypeError('reported_splits must hold split files or '
+                                f'dataset configs, got {split!r}')
+        self.reported_splits = list(reported_splits)
         self.mix_warmup = mix_warmup
         self.sync = sync
         self.batch: Optional[dict] = None
@@ -193,7 +226,8 @@ class InfluenceHook(Hook):
         model = runner.model
         return model.module if is_model_wrapper(model) else model
 
-    def _report_ids(self, runner) -> Optional[List[str]]:
+    def _report_sources(self, runner) -> List[tuple]:
+        """``(name, source)`` of every reported split."""
         source = self.report_split
         if isinstance(source, str) and source == 'auto':
             cfg = getattr(runner, 'cfg', None) or {}
@@ -203,7 +237,27 @@ class InfluenceHook(Hook):
                 if loader and loader.get('dataset', None):
                     source = loader['dataset']
                     break
-        return _ids_from(source)
+        out = []
+        if source is not None:
+            out.append((_describe(source), source))
+        out += [(_describe(s), s) for s in self.reported_splits]
+        return out
+
+    def check_disjoint(self, runner, ids: Sequence[str]) -> None:
+        """Raise if ``ids`` meet a reported split.
+
+        Raises:
+            ValueError: Naming the split and up to 10 shared images.
+        """
+        for name, source in self._report_sources(runner):
+            try:
+                assert_disjoint(ids, _ids_from(source))
+            except ValueError as e:
+                raise ValueError(
+                    f'InfluenceHook: {e} ({name}). Give val_dataset a split '
+                    'disjoint from every reported one (e.g. its own '
+                    'ann_file), or list the reported images in exclude.'
+                ) from None
 
     def build_batch(self, runner) -> dict:
         """Choose the influence validation images and collate them.
@@ -232,15 +286,7 @@ class InfluenceHook(Hook):
                 raise ValueError('InfluenceHook: no influence validation '
                                  'image left after exclude')
             self.val_ids = [ids[i] for i in chosen]
-            report = self._report_ids(runner)
-            if report is not None:
-                try:
-                    assert_disjoint(self.val_ids, report)
-                except ValueError as e:
-                    raise ValueError(
-                        f'InfluenceHook: {e}. Give val_dataset a split '
-                        'disjoint from the reported one, or list the '
-                        'reported images in exclude.') from None
+            self.check_disjoint(runner, self.val_ids)
             batch = pseudo_collate([dataset[i] for i in chosen])
         shapes = {tuple(x.shape[-2:]) for x in batch['inputs']}
         if len(shapes) != 1:

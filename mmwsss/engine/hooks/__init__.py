@@ -4,9 +4,10 @@ from .loss_plateau_hook import ReduceLROnLossPlateauHook
 from .rng_state_hook import RNGStateHook
 from .safe_checkpoint_hook import SafeCheckpointHook
 from .stage_switch_hook import StageSwitchHook, restart_train_dataloader
+from .target_quality_hook import TargetQualityHook
 
 __all__ = [
     'InfluenceHook', 'ReduceLROnLossPlateauHook', 'RNGStateHook',
-    'SafeCheckpointHook', 'StageSwitchHook',
+    'SafeCheckpointHook', 'StageSwitchHook', 'TargetQualityHook',
     'preserved_rng_state', 'restart_train_dataloader'
 ]

@@ -5,11 +5,6 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
-
-from mmwsss.registry import RUNNERS
-from mmwsss.utils import setup_cpu_distributed, teardown_distributed
-from mmwsss.utils.heap import reuse_heap
 
 
 def parse_args() -> argparse.Namespace:
@@ -48,6 +43,13 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # The heavy imports come after parsing: `-h` (which mim runs before
+    # every `mim train/test`) answers in a second.
+    from mmengine.runner import Runner
+
+    from mmwsss.registry import RUNNERS
+    from mmwsss.utils import setup_cpu_distributed, teardown_distributed
+    from mmwsss.utils.heap import reuse_heap
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:

@@ -7,10 +7,6 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
-from mmengine.runner import Runner
-
-from mmwsss.registry import RUNNERS
-from mmwsss.utils import setup_cpu_distributed, teardown_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,6 +39,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # The heavy imports come after parsing: `-h` (which mim runs before
+    # every `mim train/test`) answers in a second.
+    from mmengine.runner import Runner
+
+    from mmwsss.registry import RUNNERS
+    from mmwsss.utils import setup_cpu_distributed, teardown_distributed
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:

@@ -27,6 +27,14 @@ Files are written atomically (temporary name + rename) and images whose
 PNG exists are skipped, so an interrupted run is finished by running the
 same command again; ``OUT_DIR/meta.json`` records the settings and a rerun
 with other settings into the same folder is refused.
+
+``--gt-dir DIR`` (masks of some or all images, ``<stem>--gt-suffix``)
+then prints the precision of the confident labels
+(:mod:`mmwsss.evaluation.affinity_labels`: pixel precision of the
+foreground and background labels, coverage, and the precision of the
+positive / negative pairs within ``--radius`` on the stride
+``--grid-stride`` affinity grid, what AffinityNet trains on) and writes
+it to ``OUT_DIR/precision.json``; images without a mask are skipped.
 """
 import argparse
 import json
@@ -374,14 +382,78 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='write grey PNGs instead of VOC palette PNGs')
     parser.add_argument(
         '--no-progress', action='store_true', help='no progress output')
+    parser.add_argument(
+        '--gt-dir',
+        default=None,
+        help='masks: print the precision of the confident labels')
+    parser.add_argument(
+        '--gt-suffix', default='.png', help='mask suffix (default .png)')
+    parser.add_argument(
+        '--radius',
+        type=int,
+        default=5,
+        help='pair radius of the precision, in affinity-grid nodes '
+        '(default 5, PSA)')
+    parser.add_argument(
+        '--grid-stride',
+        type=int,
+        default=4,
+        help='stride of the affinity grid of the pair precision (default 4)')
     return parser.parse_args(argv)
+
+
+def label_precision(out_dir: str,
+                    gt_dir: str,
+                    gt_suffix: str = '.png',
+                    radius: int = 5,
+                    stride: int = 4) -> dict:
+    """Precision of the written labels that have a mask; see the module
+    docstring. Writes ``OUT_DIR/precision.json``."""
+    from mmwsss.evaluation.affinity_labels import \
+        evaluate_affinity_label_dir
+    if not osp.isdir(gt_dir):
+        raise FileNotFoundError(f'mask folder not found: {gt_dir}')
+    try:
+        res = evaluate_affinity_label_dir(
+            out_dir,
+            gt_dir,
+            gt_suffix,
+            radius,
+            stride,
+            IGNORE_INDEX,
+            missing='skip')
+    except ValueError as e:
+        raise AffinityLabelError(str(e)) from None
+    res.update(radius=radius, grid_stride=stride, gt_dir=osp.abspath(gt_dir))
+    atomic_write_bytes(
+        osp.join(out_dir, 'precision.json'),
+        json.dumps(res, indent=2).encode('utf-8'))
+    return res
+
+
+def format_precision(res: dict) -> str:
+    """One readable block of :func:`label_precision`'s result."""
+
+    def pct(x: float) -> str:
+        return 'n/a' if x != x else f'{100 * x:.1f}%'
+
+    return '\n'.join([
+        f'confident-label precision on {res["images"]} images with masks:',
+        f'  pixels: fg {pct(res["fg_precision"])} '
+        f'({res["n_fg_conf"]} px), bg {pct(res["bg_precision"])} '
+        f'({res["n_bg_conf"]} px), coverage {pct(res["coverage"])}',
+        f'  pairs (radius {res["radius"]}, stride {res["grid_stride"]}): '
+        f'bg+ {pct(res["pos_bg_precision"])} ({res["n_pos_bg"]}), '
+        f'fg+ {pct(res["pos_fg_precision"])} ({res["n_pos_fg"]}), '
+        f'neg {pct(res["neg_precision"])} ({res["n_neg"]})'
+    ])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the tool; return the summary of :func:`make_affinity_labels`."""
     args = parse_args(argv)
     try:
-        return make_affinity_labels(
+        summary = make_affinity_labels(
             args.scores_dir,
             args.out_dir,
             img_dir=args.img_dir,
@@ -392,6 +464,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             workers=args.workers,
             palette=not args.no_palette,
             progress=not args.no_progress)
+        if args.gt_dir:
+            summary['precision'] = label_precision(
+                osp.abspath(args.out_dir), args.gt_dir, args.gt_suffix,
+                args.radius, args.grid_stride)
+            print(format_precision(summary['precision']), flush=True)
+        return summary
     except (AffinityLabelError, FileNotFoundError) as e:
         raise SystemExit(f'error: {e}')
     except KeyboardInterrupt:

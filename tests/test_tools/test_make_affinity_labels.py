@@ -285,3 +285,40 @@ def test_sigkill_midway_then_rerun_is_byte_identical(tmp_path):
 
     assert digest(out) == digest(ref) and len(digest(ref)) == n
     assert not [p for p in out.iterdir() if 'tmp' in p.name]
+
+
+def test_cli_precision(scores_dir, tmp_path, capsys):
+    # masks of 'a' and 'b' only (a labelled subset); 'c' is skipped
+    gt_dir = tmp_path / 'gt'
+    gt_dir.mkdir()
+    gts = {
+        'a': [[1, 1, 1], [0, 0, 0]],  # conf [[1, 255, 0], [1, 0, 0]]
+        'b': [[1, 3, 3, 0]],  # conf [[1, 3, 255, 0]]
+    }
+    for stem, gt in gts.items():
+        Image.fromarray(np.asarray(gt, np.uint8)).save(gt_dir / f'{stem}.png')
+    res = tool.main([
+        str(scores_dir),
+        str(tmp_path / 'aff'), '--crf', 'none', '--no-progress',
+        '--gt-dir',
+        str(gt_dir), '--grid-stride', '1', '--radius', '2'
+    ])
+    prec = res['precision']
+    assert prec['images'] == 2
+    # fg pixels: a (0,0) ok, a (1,0) wrong (gt 0); b 1 ok, 3 ok -> 3 / 4
+    assert prec['fg_precision'] == 0.75
+    # bg pixels: a (0,2) wrong (gt 1), (1,1) ok, (1,2) ok; b (0,3) ok
+    assert prec['bg_precision'] == 0.75
+    assert prec['coverage'] == 8 / 10
+    out = capsys.readouterr().out
+    assert 'fg 75.0%' in out and 'coverage 80.0%' in out
+    import json
+    saved = json.loads((tmp_path / 'aff' / 'precision.json').read_text())
+    assert saved['fg_precision'] == 0.75 and saved['radius'] == 2
+    with pytest.raises(SystemExit, match='no mask'):
+        tool.main([
+            str(scores_dir),
+            str(tmp_path / 'aff'), '--crf', 'none', '--no-progress',
+            '--gt-dir',
+            str(tmp_path)
+        ])

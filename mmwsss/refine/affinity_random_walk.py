@@ -31,17 +31,36 @@ away from the bottom, left and right borders (``radius - 1`` wide strips),
 so pairs of two border nodes of those strips are missing from its graph.
 IRN's ``propagate_to_edge`` fixes this by padding; here every pair whose
 two nodes lie inside the grid is used, as in IRN.
+
+**Reach relative to the grid.** PSA / IRN fix ``radius=5`` and 256 steps
+for a stride-4 grid of a ~512-pixel image (about 128 nodes across). On a
+uniform region the walk is a lazy random walk whose steps have the mean
+squared length :func:`step_msd` (10.9 node^2 for radius 5), so after
+``t`` steps it has spread over ``sqrt(t * step_msd)`` nodes: 53 nodes,
+0.41 of a 128 grid, but 1.65 of the 32-node grid of a 128-pixel demo
+crop. :func:`resolve_walk` therefore accepts the radius relative to the
+grid side (``dict(rel=5 / 128, min=2)``) and the steps as a **reach**,
+``dict(reach=f)``: the number of steps whose spread is ``f`` of the grid
+side for the resolved radius (``f = 0.41`` is IRN's; 16 steps at radius 5
+on a 32 grid). ``beta`` has no spatial unit and is kept as given.
 """
+import math
 import warnings
-from typing import List, Tuple
+from typing import List, Mapping, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
+from mmwsss.utils.relative_size import (SizeSpec, check_size, grid_side,
+                                        is_relative, resolve_size)
+
 __all__ = [
     'pair_offsets', 'pair_slices', 'pair_affinities', 'pair_indices',
-    'sparse_transition', 'random_walk'
+    'sparse_transition', 'random_walk', 'step_msd', 'resolve_walk',
+    'check_walk_cfg'
 ]
+
+StepSpec = Union[int, Mapping]
 
 
 def _check_radius(radius: int) -> int:
@@ -83,6 +102,68 @@ def pair_offsets(radius: int = 5) -> List[Tuple[int, int]]:
             if dx * dx + dy * dy < radius * radius:
                 offsets.append((dy, dx))
     return offsets
+
+
+def step_msd(radius: int) -> float:
+    """Mean squared length (nodes^2) of one step of the uniform lazy walk.
+
+    Every node is joined to the nodes closer than ``radius`` and to
+    itself with equal weight (affinity 1), as on a uniform region.
+
+    Args:
+        radius (int): Neighbourhood radius.
+
+    Returns:
+        float: ``sum |d|^2 / (number of neighbours + 1)``.
+    """
+    offsets = pair_offsets(radius)
+    total = 2 * sum(dy * dy + dx * dx for dy, dx in offsets)
+    return total / (2 * len(offsets) + 1)
+
+
+def check_walk_cfg(radius: SizeSpec, n_steps: StepSpec) -> None:
+    """Validate a radius spec and a steps spec (see :func:`resolve_walk`)."""
+    if is_relative(radius):
+        check_size(radius, 'radius', 'int', 1)
+    else:
+        _check_radius(radius)
+    if isinstance(n_steps, Mapping):
+        reach = n_steps.get('reach')
+        if set(n_steps) != {'reach'} or isinstance(reach, bool) or \
+                not isinstance(reach, (int, float)) or not reach > 0:
+            raise ValueError(f'n_steps must be an integer >= 0 or '
+                             f'dict(reach=FRACTION > 0), got {n_steps!r}')
+    elif isinstance(n_steps, bool) or int(n_steps) != n_steps or \
+            n_steps < 0:
+        raise ValueError(f'n_steps must be an integer >= 0 or '
+                         f'dict(reach=FRACTION), got {n_steps!r}')
+
+
+def resolve_walk(radius: SizeSpec, n_steps: StepSpec,
+                 shape: Sequence[int]) -> Tuple[int, int]:
+    """Radius and steps of the walk on a grid of spatial size ``shape``.
+
+    Args:
+        radius (int | dict): Radius in nodes, or ``dict(rel=f[, min=...])``
+            of the grid side (:mod:`mmwsss.utils.relative_size`, at least
+            2 by default: radius 1 has no neighbour).
+        n_steps (int | dict): Steps, or ``dict(reach=f)``: the steps after
+            which the uniform walk has spread over ``f`` of the grid side,
+            ``round((f * side) ** 2 / step_msd(radius))``, at least 1.
+        shape (Sequence[int]): ``(..., h, w)`` of the grid.
+
+    Returns:
+        tuple[int, int]: ``(radius, n_steps)``.
+    """
+    check_walk_cfg(radius, n_steps)
+    side = grid_side(shape)
+    if is_relative(radius):
+        radius = resolve_size(radius, side, 'int', 2, 'radius')
+    radius = _check_radius(radius)
+    if isinstance(n_steps, Mapping):
+        spread = float(n_steps['reach']) * side
+        n_steps = max(1, int(round(spread * spread / step_msd(radius))))
+    return radius, int(n_steps)
 
 
 def pair_slices(h: int, w: int, dy: int,

@@ -436,3 +436,44 @@ def test_demo_config(tmp_path):
     losses = model.loss(data['inputs'], data['data_samples'])
     total = sum(v for k, v in losses.items() if k.startswith('loss'))
     assert torch.isfinite(total)
+
+
+def test_relative_radius_and_reach_in_predict_and_loss(tmp_path):
+    # on a 4 x 4 grid: radius dict(rel=0.75) -> 3, reach 1.2 ->
+    # round((1.2 * 4) ** 2 / step_msd(3)) = round(23.04 / 4) = 6 steps;
+    # the prediction equals the dense reference with those values
+    h = w = 16
+    scores = make_scores(h, w)
+    write_scores(tmp_path, 'img1', scores, [1, 3])
+    model = tiny_model(
+        cam_dir=str(tmp_path),
+        radius=dict(rel=0.75),
+        beta=4.0,
+        n_steps=dict(reach=1.2),
+        bg_mode='const',
+        bg_thr=0.4).eval()
+    rng = np.random.default_rng(1)
+    feats = rng.normal(scale=0.3, size=(3, 4, 4))
+    model.affinity_features = lambda x: torch.from_numpy(feats)[None].float()
+    sample = SegDataSample(
+        metainfo=dict(
+            img_path='/data/img1.jpg', ori_shape=(h, w), img_shape=(h, w)))
+    got = model.predict(torch.zeros(1, 3, h, w), [sample])[0]
+    walked = dense_walk(feats, block_mean(scores[1:], 4), 3, 4.0, 6)
+    ref = upsample(walked, (h, w))
+    ref = np.concatenate([np.full((1, h, w), 0.4), ref / ref.max()])
+    np.testing.assert_allclose(
+        got.seg_logits.data.numpy(), ref, rtol=1e-4, atol=1e-5)
+    # the training loss resolves a relative radius on its grid too
+    gen = torch.Generator().manual_seed(0)
+    fts = torch.randn(2, 3, 5, 6, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 3, (2, 5, 6), generator=gen)
+    rel = AffinityHead(
+        in_channels=(4, ), channels=(8, ), radius=dict(rel=3 / 5.477))
+    ab = AffinityHead(in_channels=(4, ), channels=(8, ), radius=3)
+    for k, v in ab.loss_by_feat(fts, labels).items():
+        assert float(rel.loss_by_feat(fts, labels)[k]) == float(v), k
+    with pytest.raises(ValueError, match='n_steps'):
+        tiny_model(n_steps=dict(steps=3))
+    with pytest.raises(ValueError, match='radius'):
+        tiny_model(radius=dict(rel=-1))

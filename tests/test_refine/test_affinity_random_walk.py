@@ -207,3 +207,41 @@ def test_bad_inputs():
         random_walk(trans, torch.rand(1, 4, 4), n_steps=-1)
     with pytest.raises(ValueError, match=r'\(\.\.\., D, h, w\)'):
         pair_affinities(torch.rand(4, 4))
+
+
+def test_step_msd_and_resolve_walk():
+    from mmwsss.refine.affinity_random_walk import resolve_walk, step_msd
+    for r in (2, 3, 5):
+        disc = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+                if dy * dy + dx * dx < r * r]  # self loop included
+        assert step_msd(r) == pytest.approx(
+            sum(dy * dy + dx * dx for dy, dx in disc) / len(disc))
+    irn = (256 * step_msd(5))**0.5 / 128  # IRN: radius 5, 256 steps
+    assert resolve_walk(5, dict(reach=irn), (128, 128)) == (5, 256)
+    # the demo's 32 grid: the same reach takes 16 steps at radius 5
+    assert resolve_walk(5, dict(reach=irn), (32, 32)) == (5, 16)
+    # a relative radius resolves to 1.25 -> at least 2 on that grid
+    r, n = resolve_walk(dict(rel=5 / 128), dict(reach=irn), (32, 32))
+    assert r == 2 and n == round((irn * 32)**2 / step_msd(2))
+    assert resolve_walk(4, 7, (9, 9)) == (4, 7)
+    with pytest.raises(ValueError, match='n_steps'):
+        resolve_walk(5, dict(reach=0), (8, 8))
+
+
+def test_walk_spread_matches_reach():
+    # uniform affinities: a delta spreads with variance n_steps * msd
+    from mmwsss.refine.affinity_random_walk import resolve_walk, step_msd
+    side = 64
+    feats = torch.zeros(2, side, side, dtype=torch.float64)
+    radius, steps = resolve_walk(5, dict(reach=0.2), (side, side))
+    cams = torch.zeros(1, side, side, dtype=torch.float64)
+    cams[0, side // 2, side // 2] = 1
+    out = random_walk(sparse_transition(feats, radius, 8.0), cams, steps)[0]
+    p = out / out.sum()
+    yy, xx = torch.meshgrid(
+        torch.arange(side, dtype=torch.float64),
+        torch.arange(side, dtype=torch.float64),
+        indexing='ij')
+    var = (p * ((yy - side // 2)**2 + (xx - side // 2)**2)).sum()
+    assert float(var) == pytest.approx(steps * step_msd(radius), rel=0.02)
+    assert float(var)**0.5 == pytest.approx(0.2 * side, rel=0.05)

@@ -10,8 +10,10 @@ from mmengine.model import BaseModule
 from mmseg.utils import OptConfigType, OptMultiConfig
 from torch import Tensor
 
-from mmwsss.refine.affinity_random_walk import pair_offsets, pair_slices
+from mmwsss.refine.affinity_random_walk import (check_walk_cfg, pair_offsets,
+                                                pair_slices, resolve_walk)
 from mmwsss.registry import MODELS
+from mmwsss.utils.relative_size import SizeSpec, is_relative
 
 
 @MODELS.register_module()
@@ -55,7 +57,11 @@ class AffinityHead(BaseModule):
             VGG variant); None disables it.
         act_cfg (dict): Activation after every 1x1 conv. Defaults to ELU
             (PSA).
-        radius (int): Pair radius of the training loss. Defaults to 5.
+        radius (int | dict): Pair radius of the training loss, in grid
+            nodes or relative to the grid side (``dict(rel=5 / 128,
+            min=2)``, resolved per batch as the random walk's, see
+            :func:`~mmwsss.refine.affinity_random_walk.resolve_walk`).
+            Defaults to 5.
         loss_weights (Sequence[float]): Weights of the bg-positive,
             fg-positive and negative terms. Defaults to PSA's
             ``(0.25, 0.25, 0.5)``.
@@ -72,7 +78,7 @@ class AffinityHead(BaseModule):
         in_index: Optional[Sequence[int]] = None,
         norm_cfg: OptConfigType = dict(type='GN', num_groups=8),
         act_cfg: OptConfigType = dict(type='ELU'),
-        radius: int = 5,
+        radius: SizeSpec = 5,
         loss_weights: Sequence[float] = (0.25, 0.25, 0.5),
         ignore_index: int = 255,
         eps: float = 1e-5,
@@ -103,12 +109,12 @@ class AffinityHead(BaseModule):
             if bad:
                 raise ValueError(f'channels {bad} are not divisible by the '
                                  f'GN num_groups={groups}')
-        pair_offsets(radius)  # validates the radius
+        check_walk_cfg(radius, 0)  # validates the radius
         self.in_channels = in_channels
         self.in_index = in_index
         self.channels = channels
         self.feat_dim = int(feat_dim)
-        self.radius = int(radius)
+        self.radius = radius if is_relative(radius) else int(radius)
         self.loss_weights = tuple(float(w) for w in loss_weights)
         self.ignore_index = int(ignore_index)
         self.eps = float(eps)
@@ -191,7 +197,8 @@ class AffinityHead(BaseModule):
         ign = self.ignore_index
         sums = [feats.new_zeros(()) for _ in range(3)]
         counts = [feats.new_zeros(()) for _ in range(3)]
-        for dy, dx in pair_offsets(self.radius):
+        radius, _ = resolve_walk(self.radius, 0, (h, w))
+        for dy, dx in pair_offsets(radius):
             (fy, fx), (ty, tx) = pair_slices(h, w, dy, dx)
             lf, lt = labels[:, fy, fx], labels[:, ty, tx]
             if lf.numel() == 0:

@@ -14,7 +14,9 @@ from torch import Tensor
 
 # imported for its registration (``type='AffinityHead'``)
 from mmwsss.models.heads.affinity_head import AffinityHead  # noqa: F401
-from mmwsss.refine.affinity_random_walk import (random_walk, sparse_transition)
+from mmwsss.refine.affinity_random_walk import (check_walk_cfg,
+                                                random_walk, resolve_walk,
+                                                sparse_transition)
 from mmwsss.registry import MODELS
 from .cam_segmentor import CAMSegmentor, merge_known_keys
 
@@ -99,6 +101,11 @@ class AffinityNet(BaseSegmentor):
        sparse transition ``T`` (``radius``, ``beta``) and
        ``cams @ T ** n_steps``
        (:func:`~mmwsss.refine.affinity_random_walk.random_walk`);
+       ``radius`` may be relative to the affinity grid's side
+       (``dict(rel=5 / 128, min=2)``) and ``n_steps`` a reach
+       (``dict(reach=0.41)``: the spread of IRN's 256 steps at radius 5
+       on a 128-node grid), both resolved per image
+       (:func:`~mmwsss.refine.affinity_random_walk.resolve_walk`);
     5. bilinear upsampling to the input size, removal of padding / flip /
        resize (:meth:`CAMSegmentor._to_original`); with ``'const'``
        division by the global maximum and a constant background
@@ -159,10 +166,10 @@ class AffinityNet(BaseSegmentor):
         if cfg['bg_mode'] not in BG_MODES:
             raise ValueError(f'test_cfg.bg_mode must be one of {BG_MODES}, '
                              f'got {cfg["bg_mode"]!r}')
-        n = cfg['n_steps']
-        if isinstance(n, bool) or int(n) != n or n < 0:
-            raise ValueError(f'test_cfg.n_steps must be an integer >= 0, got '
-                             f'{n!r}')
+        try:
+            check_walk_cfg(cfg['radius'], cfg['n_steps'])
+        except ValueError as e:
+            raise ValueError(f'test_cfg: {e}') from None
         if not float(cfg['beta']) > 0:
             raise ValueError(f'test_cfg.beta must be > 0, got {cfg["beta"]}')
         if not float(cfg['bg_alpha']) > 0:
@@ -311,9 +318,10 @@ class AffinityNet(BaseSegmentor):
         maps = self._from_original(maps, meta, in_shape)
         grid = feats.shape[-2:]
         pooled = F.adaptive_avg_pool2d(maps[None], grid)[0]
-        trans = sparse_transition(
-            feats.float(), radius=cfg['radius'], beta=cfg['beta'])
-        walked = random_walk(trans, pooled.float(), cfg['n_steps'])
+        radius, n_steps = resolve_walk(cfg['radius'], cfg['n_steps'], grid)
+        trans = sparse_transition(feats.float(), radius=radius,
+                                  beta=cfg['beta'])
+        walked = random_walk(trans, pooled.float(), n_steps)
         up = F.interpolate(
             walked[None],
             size=tuple(in_shape),

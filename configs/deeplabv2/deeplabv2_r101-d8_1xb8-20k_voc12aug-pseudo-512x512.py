@@ -11,9 +11,10 @@
 # momentum 0.9, weight decay 5e-4, lr 2.5e-4, 10x on the head's weights
 # and 20x on its biases, poly 0.9) with the backbone's BatchNorm frozen
 # (ImageNet statistics and affine parameters; MMEngine logs one "skipped"
-# line per frozen parameter at start-up), batch 8 instead of the papers' 10. ImageNet-initialised (open-mmlab://
-# resnet101_v1c); some papers start from COCO-pretrained DeepLab v2 weights,
-# which give higher numbers: set `pretrained_ckpt` / `load_from`.
+# line per frozen parameter at start-up), batch 8 instead of the papers'
+# 10. ImageNet-initialised (open-mmlab://resnet101_v1c); some papers start
+# from COCO-pretrained DeepLab v2 weights, which give higher numbers: set
+# `pretrained_ckpt` / `load_from`.
 _base_ = [
     '../deeplabv3plus/deeplabv3plus_r101-d8_1xb8-20k_voc12aug-pseudo-512x512.py'
 ]

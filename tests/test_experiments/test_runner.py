@@ -1,0 +1,223 @@
+# Copyright (c) mmwsss contributors.
+"""The resumable stage runner on a fake repository with faked tools.
+
+What each tool would write is faked (``conftest.FakeStages``); the runner's
+own logic (which command, with which options, skipping, resuming, refusing
+a row) is the real one.
+"""
+import json
+import os
+import os.path as osp
+
+import pytest
+from PIL import Image
+
+from mmwsss.experiments.budget import check_row
+from mmwsss.experiments.rows import load_rows, select_rows
+from mmwsss.experiments.runner import (GT_CONFIG, ROOT, SEG_CONFIG,
+                                       DataSpec, ExperimentRunner,
+                                       RowRejected, RunSettings,
+                                       data_root_options, init_option,
+                                       schedule_options)
+
+from wsss_fakes import NAMES, FakeStages
+
+SEEDS = [100, 101]
+
+
+def _runner(root, tmp_path, wanted=None, **kw):
+    rows = load_rows(root)
+    data = DataSpec(num_train=4, num_val=2, img_size=16)
+    settings = RunSettings(
+        work_dir=str(tmp_path / 'work'),
+        data_root=str(tmp_path / 'data'),
+        data=data,
+        workers=1,
+        params=False,
+        # the real final-model configs
+        seg_config=osp.join(ROOT, SEG_CONFIG),
+        gt_config=osp.join(ROOT, GT_CONFIG),
+        **kw)
+    stages = FakeStages(data_meta=data.meta)
+    return ExperimentRunner(
+        rows, select_rows(rows, wanted), settings, stages, root=root), stages
+
+
+def _opts(cmd):
+    return cmd[cmd.index('--cfg-options') + 1:] \
+        if '--cfg-options' in cmd else []
+
+
+def test_config_options(fake_repo):
+    opts = data_root_options('configs/igcam/inst-ms.py', '/d/seed7',
+                             root=fake_repo)
+    assert 'train_dataloader.dataset.data_root=/d/seed7' in opts
+    assert 'test_dataloader.dataset.data_root=/d/seed7' in opts
+    # the proposal folder inside a pipeline follows the data
+    assert 'train_dataloader.dataset.pipeline.0.proposal_dir=' \
+        '/d/seed7/proposals/ss' in opts
+    assert not any(o.startswith('wsss_row') for o in opts)
+    sched = schedule_options('configs/base.py', 0.3, root=fake_repo)
+    assert sched == [
+        'train_cfg.max_iters=3', 'default_hooks.checkpoint.interval=3',
+        'default_hooks.logger.interval=3', 'param_scheduler.0.begin=0',
+        'param_scheduler.0.end=1', 'param_scheduler.1.begin=1',
+        'param_scheduler.1.end=3'
+    ]
+    assert schedule_options('configs/base.py', 1.0, root=fake_repo) == []
+    assert schedule_options(
+        'configs/base.py', iters=20, root=fake_repo)[0] == \
+        'train_cfg.max_iters=20'
+    # how a stage starts from the one before, as its config says
+    assert init_option('configs/camguide/s1.py', '/t.pth', fake_repo) == [
+        'model.teacher_checkpoint=/t.pth'
+    ]
+    assert init_option('configs/camguide/s2.py', '/s1.pth', fake_repo) == [
+        'load_from=/s1.pth'
+    ]
+    assert init_option('configs/base.py', None, fake_repo) == []
+    with pytest.raises(ValueError, match='s1.py: first stage of its chain'):
+        init_option('configs/camguide/s1.py', None, fake_repo)
+    with pytest.raises(ValueError, match='base.py: follows another stage'):
+        init_option('configs/base.py', '/x.pth', fake_repo)
+
+
+def test_fake_rows_pass_the_budget_check(fake_repo):
+    for r in load_rows(fake_repo):
+        assert check_row(r.config, fake_repo) == [], r.config
+
+
+def test_runs_every_row_then_skips_everything(fake_repo, tmp_path):
+    runner, stages = _runner(fake_repo, tmp_path)
+    out = runner.run(SEEDS)
+    data = {s: str(tmp_path / 'data' / f'seed{s}') for s in SEEDS}
+    # the scenes of each dataset seed, made with that seed
+    made = stages.commands('make_demo_dataset.py')
+    assert [c[1][2] for c in made] == [data[s] for s in SEEDS]
+    assert [c[1][c[1].index('--seed') + 1] for c in made] == ['100', '101']
+    # proposals where the IG-CAM config reads them, per seed
+    props = stages.commands('generate_proposals.py')
+    assert [c[1][c[1].index('--out') + 1] for c in props] == [
+        data[s] + '/proposals/ss' for s in SEEDS
+    ]
+    trains = stages.commands('train.py')
+    stems = [osp.basename(c[1][2])[:-3] for c in trains]
+    # every stage config is trained once per seed, in chain order (the
+    # teacher is a row of its own and the first stage of Our*), then the
+    # AffinityNet of +RW and the two final models
+    per_seed = [
+        'base', 'inst', 'inst-ms', 'teacher', 's1', 's2', 'rw',
+        'deeplabv3plus_effl0-d16_1xb16-800it_demo-pseudo-128x128',
+        'deeplabv3plus_effl0-d16_1xb16-800it_demo-gt-128x128'
+    ]
+    assert stems == per_seed * 2
+    for (stage, cmd), stem in zip(trains, stems * 1):
+        seed = 100 if trains.index((stage, cmd)) < len(per_seed) else 101
+        opts = _opts(cmd)
+        assert f'randomness.seed={seed}' in opts, stage
+        assert f'train_dataloader.dataset.data_root={data[seed]}' in opts \
+            or stem.startswith('deeplab'), stage
+    work = tmp_path / 'work' / 'seed100' / 'models'
+    s1 = _opts(trains[4][1])
+    assert f'model.teacher_checkpoint={work}/teacher/iter_1.pth' in s1
+    s2 = _opts(trains[5][1])
+    assert f'load_from={work}/s1/iter_1.pth' in s2
+    assert not any(o.startswith(('load_from', 'model.teacher'))
+                   for o in _opts(trains[3][1]))
+    # the refine row reuses its parent's model and scores at its threshold
+    refine = [
+        c for c in stages.commands('make_pseudo_labels.py')
+        if '--refine' in c[1] and c[1][c[1].index('--refine') + 1] ==
+        'config'
+    ]
+    assert len(refine) == 2
+    cmd = refine[0][1]
+    assert cmd[2] == 'configs/igcam/crf.py'
+    assert cmd[3] == f'{work}/inst-ms/iter_1.pth'
+    assert cmd[cmd.index('--from-scores') + 1].endswith(
+        'seed100/rows/igcam/inst-ms/seeds/scores')
+    assert cmd[cmd.index('--bg-thr') + 1] == '0.25'
+    aff = stages.commands('make_affinity_labels.py')[0][1]
+    assert aff[2].endswith('seed100/rows/camguide/our/seeds/scores')
+    # run records: the refine row repeats its parent's seeds
+    runs = out[100]
+    assert runs[('igcam', '+CRF (InfluenceCRF)')]['miou_global'] == \
+        runs[('igcam', '+Inst +MS')]['miou_global'] == 0.45
+    assert runs[('igcam', '+CRF (InfluenceCRF)')]['crf'] == 0.52
+    assert runs[('igcam', '+CRF (InfluenceCRF)')]['seed_candidates'] is False
+    assert runs[('baseline', 'CAM baseline')]['val_miou'] == \
+        pytest.approx(0.30)
+    assert 'val_miou' not in runs[('camguide', 'Our* + RW')]
+    # seed 100's best pseudo-labels: Our* at class-wise thresholds (0.60)
+    final = json.loads(
+        (tmp_path / 'work' / 'seed100' / 'final.json').read_text())
+    assert final['best']['row'] == 'Our*'
+    assert final['best']['refinement'] == 'classwise'
+    assert final['final_miou'] == pytest.approx(0.40)
+    assert final['upper_miou'] == pytest.approx(0.60)
+    lab = tmp_path / 'work' / 'seed100' / 'labels' / 'camguide-our-classwise'
+    assert sorted(os.listdir(lab)) == [n + '.png' for n in NAMES]
+    seg = [c for c in trains if 'pseudo' in c[1][2]][0][1]
+    assert f'train_dataloader.dataset.data_prefix.seg_map_path={lab}' in \
+        _opts(seg)
+    assert 'model.backbone.init_cfg.checkpoint=' + \
+        f'{work}/base/iter_1.pth' in _opts(seg)
+    # seed 101: the IG-CAM InfluenceCRF labels (0.51) win
+    final = json.loads(
+        (tmp_path / 'work' / 'seed101' / 'final.json').read_text())
+    assert final['best']['row'] == '+CRF (InfluenceCRF)'
+    assert final['pseudo_miou'] == pytest.approx(0.51)
+
+    # a second run: every stage is kept, no tool runs but the (resumable)
+    # proposal generation
+    again, stages2 = _runner(fake_repo, tmp_path)
+    assert again.run(SEEDS)[100] == out[100]
+    assert set(stages2.tools()) == {'generate_proposals.py'}
+
+
+def test_retrained_model_redoes_its_rows(fake_repo, tmp_path):
+    runner, _ = _runner(fake_repo, tmp_path, ['inst'], final=False)
+    runner.run([100])
+    # a smoke run with a shorter schedule retrains (never reuses) the model
+    # and so redoes the row's scores, sweep, CRF and val test
+    smoke, stages = _runner(
+        fake_repo, tmp_path, ['inst'], final=False, iters_scale=0.5)
+    smoke.run([100])
+    trained = [osp.basename(c[1][2]) for c in stages.commands('train.py')]
+    assert trained == ['base.py', 'inst.py']
+    assert 'train_cfg.max_iters=5' in _opts(stages.commands('train.py')[0][1])
+    assert len(stages.commands('sweep_thresholds.py')) == 2
+    assert len(stages.commands('test.py')) == 2
+
+
+def test_refuses_a_row_that_breaks_its_budget(fake_repo, tmp_path):
+    with open(osp.join(fake_repo, 'configs/igcam/inst.py'), 'a') as f:
+        f.write('train_cfg = dict(max_iters=20)\n')
+    runner, stages = _runner(fake_repo, tmp_path)
+    with pytest.raises(RowRejected) as e:
+        runner.run(SEEDS)
+    msg = str(e.value)
+    assert "configs/igcam/inst.py: key 'train_cfg.max_iters' differs" in msg
+    assert 'not declared' in msg
+    assert stages.calls == []  # refused before anything ran
+
+
+def test_limit_smoke_and_atomic_outputs(fake_repo, tmp_path):
+    runner, stages = _runner(
+        fake_repo, tmp_path, ['+CRF (InfluenceCRF)'], limit=2, final=False)
+    runs = runner.run([100])[100]
+    scores = runs[('igcam', '+Inst +MS')]['scores_dir']
+    assert sorted(os.listdir(scores)) == ['a.npz', 'b.npz']
+    for c in stages.commands('make_pseudo_labels.py'):
+        assert c[1][c[1].index('--limit') + 1] == '2'
+    for c in stages.commands('test.py'):
+        assert 'test_dataloader.dataset.indices=2' in _opts(c[1])
+    # JSON outputs go through a temporary name
+    for c in stages.commands('sweep_thresholds.py'):
+        assert c[1][c[1].index('--out') + 1].endswith('.json.tmp')
+    work = tmp_path / 'work'
+    assert not [p for p in work.rglob('*.tmp')]
+    # the label PNGs of the refine row exist for the limited images
+    labels = runs[('igcam', '+CRF (InfluenceCRF)')]['crf_labels_dir']
+    with Image.open(osp.join(labels, 'a.png')) as im:
+        assert im.size == (16, 16)

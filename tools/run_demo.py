@@ -328,7 +328,7 @@ class Demo:
 
         grid = osp.join(self.work, 'demo_grid.png')
         write_grid(grid, self.data, names[:8], seed_dir, pseudo_dir,
-                   self.palette(), best_thr)
+                   self.palette(), best_thr, self.class_names())
 
         result = dict(
             dataset=dict(
@@ -393,22 +393,28 @@ class Demo:
             json.dump(r, f, indent=2)
 
 
-def write_grid(path: str, data_root: str, names: Sequence[str],
-               seed_dir: str, pseudo_dir: str, palette: Sequence[Sequence[int]],
-               thr: float) -> None:
-    """Rows: image | CAM overlay | seed | CRF pseudo-label | ground truth."""
-    import cv2
+def write_grid(path: str,
+               data_root: str,
+               names: Sequence[str],
+               seed_dir: str,
+               pseudo_dir: str,
+               palette: Sequence[Sequence[int]],
+               thr: float,
+               class_names: Optional[Sequence[str]] = None) -> None:
+    """Rows: image | CAM overlay | seed | CRF pseudo-label | ground truth.
+
+    Drawn by :class:`mmwsss.visualization.WSSSVisualizer` (column titles
+    above, class legend below when ``class_names`` are given; tiles at the
+    image size), written atomically.
+    """
     from PIL import Image
 
     from mmwsss.cams.thresholds import apply_thresholds
-
-    pal = np.zeros((256, 3), np.uint8)
-    pal[:len(palette)] = np.asarray(palette, np.uint8)
-    pal[255] = 255
-
-    def colour(label):
-        return pal[np.asarray(label)]
-
+    from mmwsss.visualization import WSSSVisualizer, save_png
+    vis = WSSSVisualizer(
+        name='run_demo',
+        classes=list(class_names or [str(i) for i in range(len(palette))]),
+        palette=[list(c) for c in palette])
     rows = []
     for name in names:
         img = np.asarray(
@@ -417,23 +423,26 @@ def write_grid(path: str, data_root: str, names: Sequence[str],
         with np.load(osp.join(seed_dir, 'scores', name + '.npz')) as d:
             scores = d['scores'].astype(np.float32)
             labels = [int(x) for x in np.ravel(d['img_labels'])]
-        cam = scores[1:].max(0)
-        heat = cv2.applyColorMap((255 * np.clip(cam, 0, 1)).astype(np.uint8),
-                                 cv2.COLORMAP_JET)[..., ::-1]
-        overlay = (0.5 * img + 0.5 * heat).astype(np.uint8)
         seed = apply_thresholds(scores, labels, thr)
         pseudo = np.asarray(Image.open(osp.join(pseudo_dir, name + '.png')))
         gt = np.asarray(
             Image.open(osp.join(data_root, 'SegmentationClass',
                                 name + '.png')))
-        tiles = [img, overlay, colour(seed), colour(pseudo), colour(gt)]
-        rows.append(np.concatenate(tiles, axis=1))
-    grid = np.concatenate(rows, axis=0)
-    from mmwsss.utils.io import atomic_write_bytes
-    ok, buf = cv2.imencode('.png', grid[..., ::-1])
-    if not ok:
-        raise RuntimeError('cannot encode the demo grid')
-    atomic_write_bytes(path, buf.tobytes())
+        # the strongest foreground CAM of every pixel
+        rows.append([
+            img,
+            vis.draw_cam(img, scores[1:].max(0)),
+            vis.draw_label(seed),
+            vis.draw_label(pseudo),
+            vis.draw_label(gt)
+        ])
+    titles = [
+        'image', 'CAM (max over labels)', f'seed (bg {thr:.2f})',
+        'DenseCRF pseudo-label', 'ground truth'
+    ]
+    grid = vis.make_grid(rows, titles, rows[0][0].shape[:2],
+                         class_names is not None)
+    save_png(path, grid)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:

@@ -116,7 +116,10 @@ def _strip_dataset_cfg(ds_cfg: dict, pipeline: Optional[list]) -> dict:
         if pipeline is not None:
             ds_cfg['pipeline'] = copy.deepcopy(pipeline)
         prefix = ds_cfg.get('data_prefix')
-        if prefix and ds_cfg.get('label_source') != 'mask':
+        # kept where the masks give the labels or choose the images
+        # (WSSSFolderDataset only_with_masks); never loaded, see below
+        if prefix and ds_cfg.get('label_source') != 'mask' and \
+                not ds_cfg.get('only_with_masks', False):
             prefix.pop('seg_map_path', None)
     if ds_cfg.get('pipeline') is not None:
         ds_cfg['pipeline'] = [

@@ -54,8 +54,10 @@ def test_demo_chain(tmp_path):
         assert (crf.parent.parent / 'seeds' / 'scores' /
                 f'{name}.npz').is_file()
     assert not [f for f in os.listdir(crf) if '.tmp' in f]
+    from mmwsss.visualization import HEADER_H, LEGEND_H
     with Image.open(work / 'demo_grid.png') as im:
-        assert im.size == (5 * 64, 8 * 64)
+        # 8 rows of 5 tiles at the image size, under titles, over a legend
+        assert im.size == (5 * 64, HEADER_H + 8 * 64 + LEGEND_H)
 
     # checkpoints of both stages load with weights_only=True
     for sub in ('cam', 'seg_pseudo', 'seg_gt'):

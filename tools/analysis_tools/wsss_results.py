@@ -82,6 +82,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+# grid layout of the pictures (header / legend heights in pixels)
+from mmwsss.visualization.drawing import HEADER_H, LEGEND_H  # noqa: F401
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -114,11 +117,6 @@ TEACHER_ROW = 'Lite2 teacher, classification only'
 STAGE2_ROW = 'Our* (stages 1+2)'
 RW_ROW = 'Our + RW (AffinityNet)'
 
-# picture grid layout (pixels)
-HEADER_LINES = 3
-LINE_H = 12
-HEADER_H = HEADER_LINES * LINE_H + 6
-LEGEND_H = 18
 # above this size the grid is saved with a 256-colour palette
 MAX_PNG_BYTES = 400_000
 # bar chart size
@@ -700,70 +698,6 @@ def final_table(finals: Sequence[dict]) -> str:
 
 # ----------------------------------------------------------------------
 # figures
-def _encode_png(rgb: np.ndarray, max_bytes: Optional[int] = None) -> bytes:
-    """RGB PNG; above ``max_bytes`` a 256-colour palette PNG instead."""
-    import cv2
-    ok, buf = cv2.imencode('.png', np.ascontiguousarray(rgb[..., ::-1]),
-                           [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    if not ok:
-        raise RuntimeError('cannot encode a PNG')
-    data = buf.tobytes()
-    if max_bytes is not None and len(data) > max_bytes:
-        from PIL import Image
-        img = Image.fromarray(rgb).quantize(
-            colors=256,
-            method=Image.Quantize.MEDIANCUT,
-            dither=Image.Dither.NONE)
-        out = io.BytesIO()
-        img.save(out, format='PNG', optimize=True)
-        data = out.getvalue()
-    return data
-
-
-def _wrap_px(text: str, width: int, scale: float) -> List[str]:
-    """Greedy word wrap to ``width`` pixels with OpenCV's font."""
-    import cv2
-    lines: List[str] = []
-    for word in text.split():
-        cand = (lines[-1] + ' ' + word) if lines else word
-        w = cv2.getTextSize(cand, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
-        if lines and w <= width:
-            lines[-1] = cand
-        else:
-            lines.append(word)
-    return lines
-
-
-def _text(canvas: np.ndarray,
-          text: str,
-          x: int,
-          y: int,
-          scale: float = 0.33) -> None:
-    import cv2
-    cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                (255, 255, 255), 1, cv2.LINE_AA)
-
-
-def colourise(label: np.ndarray,
-              palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """Paint a label map with the palette (255 white), as run_demo does."""
-    pal = np.zeros((256, 3), np.uint8)
-    pal[:len(palette)] = np.asarray(palette, np.uint8)
-    pal[255] = 255
-    return pal[np.asarray(label).astype(np.int64)]
-
-
-def cam_overlay(img: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Jet heat-map of the max foreground CAM over the image (50/50)."""
-    import cv2
-    cam = scores[1:].max(0)
-    heat = cv2.applyColorMap((255 * np.clip(cam, 0, 1)).astype(np.uint8),
-                             cv2.COLORMAP_JET)[..., ::-1]
-    if heat.shape[:2] != img.shape[:2]:
-        heat = cv2.resize(heat, img.shape[1::-1])
-    return (0.5 * img + 0.5 * heat).astype(np.uint8)
-
-
 def write_grid(path: str,
                names: Sequence[str],
                columns: Sequence[Tuple[str, Callable[[str],
@@ -773,8 +707,9 @@ def write_grid(path: str,
                tile: int = 128) -> Tuple[int, int]:
     """Picture grid: one row per image, one column per source.
 
-    Generalises ``tools/run_demo.py``'s ``write_grid`` (same colouring and
-    overlay) to any columns, with a title header and a class legend.
+    Drawn by :class:`mmwsss.visualization.WSSSVisualizer` (``make_grid``:
+    title header, tiles resized to ``tile``, class legend) and saved as a
+    PNG, a palette PNG above ``MAX_PNG_BYTES``.
 
     Args:
         path (str): Output PNG (written atomically).
@@ -788,38 +723,14 @@ def write_grid(path: str,
     Returns:
         tuple: ``(height, width)`` of the grid.
     """
-    import cv2
-
-    from mmwsss.utils.io import atomic_write_bytes
+    from mmwsss.visualization import WSSSVisualizer, save_png
     if not names or not columns:
         raise ValueError('names and columns must not be empty')
-    width = tile * len(columns)
-    header = np.full((HEADER_H, width, 3), 40, np.uint8)
-    for j, (title, _) in enumerate(columns):
-        for k, line in enumerate(
-                _wrap_px(title, tile - 4, 0.33)[:HEADER_LINES]):
-            _text(header, line, j * tile + 2, (k + 1) * LINE_H)
-    rows = [header]
-    for name in names:
-        tiles = []
-        for _, fn in columns:
-            t = fn(name)
-            if t is None:
-                t = np.full((tile, tile, 3), 128, np.uint8)
-                _text(t, 'n/a', 4, tile // 2)
-            elif t.shape[:2] != (tile, tile):
-                t = cv2.resize(
-                    t, (tile, tile), interpolation=cv2.INTER_NEAREST)
-            tiles.append(t.astype(np.uint8))
-        rows.append(np.concatenate(tiles, axis=1))
-    legend = np.full((LEGEND_H, width, 3), 40, np.uint8)
-    step = max(1, width // max(1, len(class_names)))
-    for c, cname in enumerate(class_names):
-        x = c * step
-        legend[4:LEGEND_H - 4, x + 2:x + 12] = palette[c]
-        _text(legend, cname, x + 14, LEGEND_H - 5, 0.3)
-    grid = np.concatenate(rows + [legend], axis=0)
-    atomic_write_bytes(path, _encode_png(grid, MAX_PNG_BYTES))
+    vis = WSSSVisualizer(
+        name='wsss_results', classes=list(class_names), palette=palette)
+    rows = [[fn(name) for _, fn in columns] for name in names]
+    grid = vis.make_grid(rows, [t for t, _ in columns], tile)
+    save_png(path, grid, MAX_PNG_BYTES)
     return grid.shape[:2]
 
 
@@ -1288,7 +1199,11 @@ class Results:
         if seed is None:
             notes.append('grid: no seed with results, grid.png not written')
             return None
+        from mmwsss.visualization import WSSSVisualizer
         pal, classes = self.palette()
+        vis = WSSSVisualizer(name='wsss_results', classes=classes,
+                             palette=pal)
+        colourise = vis.draw_label
         base = rows[('baseline', BASELINE_ROW)]['runs'].get(seed)
 
         def image(name):
@@ -1298,7 +1213,7 @@ class Results:
 
         def gt(name):
             p = osp.join(self.data, 'SegmentationClass', name + '.png')
-            return colourise(np.asarray(Image.open(p)), pal) \
+            return colourise(np.asarray(Image.open(p))) \
                 if osp.isfile(p) else None
 
         def cam(name):
@@ -1308,7 +1223,8 @@ class Results:
             if img is None or not osp.isfile(p):
                 return None
             with np.load(p) as d:
-                return cam_overlay(img, d['scores'].astype(np.float32))
+                # the strongest foreground CAM of every pixel
+                return vis.draw_cam(img, d['scores'][1:].max(0))
 
         def labels_of(c):
 
@@ -1317,10 +1233,10 @@ class Results:
                     return None
                 if c['refinement'] == 'crf':
                     p = osp.join(c['labels_dir'], name + '.png')
-                    return colourise(np.asarray(Image.open(p)), pal) \
+                    return colourise(np.asarray(Image.open(p))) \
                         if osp.isfile(p) else None
                 p = osp.join(c['scores_dir'], name + '.npz')
-                return colourise(seed_labels(p, c['thr']), pal) \
+                return colourise(seed_labels(p, c['thr'])) \
                     if osp.isfile(p) else None
 
             return fn

@@ -1,4 +1,5 @@
 # Copyright (c) mmwsss contributors.
+from .cam_visualization_hook import CAMVisualizationHook
 from .influence_hook import InfluenceHook, preserved_rng_state
 from .loss_plateau_hook import ReduceLROnLossPlateauHook
 from .rng_state_hook import RNGStateHook
@@ -7,6 +8,7 @@ from .stage_switch_hook import StageSwitchHook, restart_train_dataloader
 from .target_quality_hook import TargetQualityHook
 
 __all__ = [
+    'CAMVisualizationHook',
     'InfluenceHook', 'ReduceLROnLossPlateauHook', 'RNGStateHook',
     'SafeCheckpointHook', 'StageSwitchHook', 'TargetQualityHook',
     'preserved_rng_state', 'restart_train_dataloader'

@@ -231,6 +231,8 @@ class CamGuideSegmentor(CAMSegmentor):
         test_cfg (dict, optional): See ``CAMSegmentor``.
         data_preprocessor (dict, optional): Shared by teacher and student
             (both must expect the same input normalisation).
+        pretrained (str, optional): Student backbone checkpoint (MMSeg
+            style; ``mmseg.apis.init_model`` sets it to None).
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -252,6 +254,7 @@ class CamGuideSegmentor(CAMSegmentor):
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
+                 pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(
             backbone=backbone,
@@ -259,6 +262,7 @@ class CamGuideSegmentor(CAMSegmentor):
             neck=neck,
             test_cfg=test_cfg,
             data_preprocessor=data_preprocessor,
+            pretrained=pretrained,
             init_cfg=init_cfg)
         if stage not in (1, 2, 3):
             raise ValueError(f'stage must be 1, 2 or 3, got {stage!r}')

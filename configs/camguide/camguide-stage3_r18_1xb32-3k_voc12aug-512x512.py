@@ -4,44 +4,76 @@
 # local consistency (7) losses; lambda cls 1.0, crf 0.8, edge 0.7, rw 0.4,
 # loc 0.45; SGD + Nesterov 0.9, lr 0.009, wd 1e-4, poly; 10 epochs
 # (10,582 / 32 * 10 = 3,307 iterations; 3k); tau ~ U(0.05, 0.30); dropout
-# 0.5 on the classifier output; guided filter radius 4. AMP (float16) as
-# in the paper when a GPU is present: add
+# 0.5 on the backbone features before the classifier ("Dropout Head
+# Classifier", sec. II.H); guided filter radius 4. AMP (float16) as in the
+# paper when a GPU is present: add
 #   --cfg-options optim_wrapper.type=AmpOptimWrapper
-# The heuristic targets are computed on the refined (stride-4, 128 x 128)
-# map, so the CRF spatial stds are divided by 4.
+# Issue #19: the targets come from a no-grad, no-dropout forward of the
+# batch (train_cfg.target_forward='eval_head'), the SLIC walk is
+# renormalised per class (rw.renorm='class'), the per-class max of eq. (3)
+# is detached in L_crf / L_rw (train_cfg.detach_norm=True, provisional
+# until the ablation chooses), every size is relative to the grid
+# (../_base_/models/camguide_stage3_sizes.py: at these 512 crops they are
+# the paper's pixels), and the refinement head has the paper's ~1.41 M
+# parameters (3x3 fusion conv + 5 depthwise-separable mixing blocks of
+# 448 channels: 1,384,824).
 _base_ = [
     '../_base_/models/camguide_r18.py',
-    '../_base_/datasets/voc12aug_wsss.py', '../_base_/default_runtime.py'
+    '../_base_/datasets/voc12aug_wsss.py', '../_base_/default_runtime.py',
+    '../_base_/models/camguide_stage3_sizes.py'
 ]
 load_from = ('work_dirs/camguide-stage2_r18_teacher-r50_1xb32-5k_'
              'voc12aug-512x512/iter_5000.pth')
+sizes = _base_.camguide_stage3_sizes
 model = dict(
     data_preprocessor=dict(size=(512, 512)),
     stage=3,
     teacher=None,
     teacher_checkpoint=None,
-    cam_head=dict(loss_cls=dict(type='MultiLabelMarginLoss', loss_weight=1.0)),
+    cam_head=dict(
+        dropout_ratio=0.5,
+        loss_cls=dict(type='MultiLabelMarginLoss', loss_weight=1.0)),
     refine_head=dict(
         type='CamGuideRefineHead',
         num_classes=21,
         stage1_channels=64,
-        dropout_ratio=0.5,
-        gf_radius=4),
+        channels=448,
+        fusion_kernel=3,
+        num_mix=5,
+        dropout_ratio=0.0,
+        gf_radius=sizes.gf_radius),
     loss_reg=None,
     loss_crf=dict(
         type='HeuristicTargetLoss', loss_weight=0.8, loss_name='loss_crf'),
     loss_rw=dict(
         type='HeuristicTargetLoss', loss_weight=0.4, loss_name='loss_rw'),
-    loss_edge=dict(type='EdgeConsistencyLoss', loss_weight=0.7),
+    loss_edge=dict(
+        type='EdgeConsistencyLoss',
+        loss_weight=0.7,
+        img_blur_kernel=sizes.img_blur_kernel,
+        img_blur_sigma=sizes.img_blur_sigma,
+        dilate_kernel=sizes.dilate_kernel,
+        cam_blur_kernel=sizes.cam_blur_kernel,
+        cam_blur_sigma=sizes.cam_blur_sigma),
     loss_loc=dict(
-        type='WindowLocalConsistencyLoss', window=7, loss_weight=0.45),
+        type='WindowLocalConsistencyLoss',
+        window=sizes.window,
+        loss_weight=0.45),
     heuristic_targets=dict(
         type='HeuristicTargets',
-        crf=dict(preset='irn_label', n_iters=5, scale_factor=4.0),
-        close_kernel=15,
-        rw=dict(n_segments=1100, n_iters=12),
+        crf=dict(
+            preset='irn_label',
+            n_iters=5,
+            gauss_sxy=sizes.crf_gauss_sxy,
+            bi_sxy=sizes.crf_bi_sxy),
+        close_kernel=sizes.close_kernel,
+        rw=dict(n_segments=sizes.n_segments, n_iters=12, renorm='class'),
         num_workers=4),
-    train_cfg=dict(tau_range=(0.05, 0.30), crf_interval=4))
+    train_cfg=dict(
+        tau_range=(0.05, 0.30),
+        crf_interval=4,
+        target_forward='eval_head',
+        detach_norm=True))
 train_dataloader = dict(batch_size=32)
 max_iters = 3000
 optim_wrapper = dict(

@@ -1,0 +1,35 @@
+# CamGuide stage 3 (Table III) with every spatial size relative to the
+# stride-4 CAM grid (or the crop), so that one recipe keeps the same sizes
+# relative to the image at the paper's 512 crops (grid 128 x 128) and at
+# smaller demo crops (e.g. 128 -> grid 32 x 32): ``dict(rel=f)`` is the
+# fraction f of the side (SLIC: of the area) of what the component works on,
+# resolved to pixels at run time (mmwsss/utils/relative_size.py). At a 512
+# crop every value resolves to the paper's pixels. Configs refer to them as
+# ``_base_.camguide_stage3_sizes.<key>``;
+# tests/test_models/test_camguide_config_sizes.py checks that the demo and
+# VOC stage-3 configs resolve to the same relative sizes.
+camguide_stage3_sizes = dict(
+    # refinement head: guided filter radius 4 on the 128 grid
+    gf_radius=dict(rel=4 / 128),
+    # window local consistency: window 7 on the 128 grid (at least 3)
+    window=dict(rel=7 / 128),
+    # edge consistency: image blur 9x9 / sigma 3 and 3x3 dilation on a 512
+    # crop, CAM blur 5x5 / sigma 1.5 on the 128 grid
+    img_blur_kernel=dict(rel=9 / 512),
+    img_blur_sigma=dict(rel=3 / 512),
+    dilate_kernel=dict(rel=3 / 512),
+    cam_blur_kernel=dict(rel=5 / 128),
+    cam_blur_sigma=dict(rel=1.5 / 128),
+    # DenseCRF target: IRN's preset stds (3 / 50 pixels of a ~512 image)
+    # as fractions of the side, closing 15 on the 128 grid
+    crf_gauss_sxy=dict(rel=3 / 512),
+    crf_bi_sxy=dict(rel=50 / 512),
+    close_kernel=dict(rel=15 / 128),
+    # SLIC random walk: 1100 segments on the 128 x 128 grid (a fraction of
+    # the area)
+    n_segments=dict(rel=1100 / 128**2),
+    # AffinityNet random walk: radius 5 on a 128 grid (at least 2) and
+    # IRN's spread, sqrt(256 steps * 10.9) = 52.8 nodes = 0.41 of a 128
+    # grid (mmwsss/refine/affinity_random_walk.py)
+    walk_radius=dict(rel=5 / 128, min=2),
+    walk_steps=dict(reach=0.4127))

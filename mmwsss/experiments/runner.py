@@ -658,7 +658,7 @@ def candidates(runs: Dict[Tuple[str, str], dict],
                     dict(
                         base,
                         refinement='global',
-                        **titled('seed (global thr)'),
+                        **titled('seed'),
                         miou=run['miou_global'],
                         scores_dir=run['scores_dir'],
                         thr=run['thr']))
@@ -670,7 +670,7 @@ def candidates(runs: Dict[Tuple[str, str], dict],
                     dict(
                         base,
                         refinement='classwise',
-                        **titled('seed (class-wise thr)'),
+                        **titled('seed, class-wise thr'),
                         miou=run['miou_classwise'],
                         scores_dir=run['scores_dir'],
                         thr=vec))
@@ -1077,7 +1077,7 @@ class ExperimentRunner:
             seed, stage, refine='config')
         run.update(
             crf_labels_dir=osp.join(work, 'pseudo_labels_crf'),
-            crf_name=f'+{spec.refine}')
+            crf_name='refined')
         run['val_miou'] = self.val_test(spec.config, ckpt, work, seed, stage,
                                         parent['thr'])
         return run

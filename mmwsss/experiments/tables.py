@@ -225,7 +225,7 @@ def ablation_table(results: Dict[Tuple[str, str], dict],
         '| method | row | params (M) | extra images | n | '
         + ' | '.join(KEY_TITLES[k] for k in KEYS) +
         ' | Δ vs baseline (per seed) | Δ vs parent (per seed) | helps |',
-        '|' + '---|' * 13
+        '|' + '---|' * 12
     ]
     for ident, row in results.items():
         spec = row['spec']
@@ -234,7 +234,7 @@ def ablation_table(results: Dict[Tuple[str, str], dict],
         runs = row['runs']
         n = len(runs)
         cells = [_cell(runs, k, n) for k in KEYS]
-        if spec.refine is not None and cells[2] != '-':
+        if primary_key(spec) == 'crf' and cells[2] != '-':
             cells[2] += f' ({spec.refine})'
         c = cmp[ident]
         if spec.is_baseline:

@@ -148,7 +148,8 @@ def _pipeline_cfg(cfg: Config, ndarray: bool) -> List[dict]:
     """The test pipeline for one image, as mmseg's ``_preprare_data``.
 
     ``LoadAnnotations`` (with or without an ``mmseg.`` prefix) is dropped;
-    for an array input the first step becomes ``LoadImageFromNDArray``.
+    the first step becomes ``LoadImageFromNDArray`` for an array input and
+    ``LoadImageFromFile`` for a file.
     """
     pipeline = cfg.get('test_pipeline', None)
     if pipeline is None:
@@ -160,14 +161,17 @@ def _pipeline_cfg(cfg: Config, ndarray: bool) -> List[dict]:
         copy.deepcopy(dict(t)) for t in pipeline
         if _type_name(t) != 'LoadAnnotations'
     ]
-    if ndarray:
-        t = steps[0]
-        name = t['type'] if isinstance(t['type'], str) else ''
-        prefix = name.rsplit('.', 1)[0] + '.' if '.' in name else ''
-        if _type_name(t) != 'LoadImageFromFile':
-            raise ValueError('an array input needs a test pipeline that '
-                             f'starts with LoadImageFromFile, got {name}')
-        t['type'] = prefix + 'LoadImageFromNDArray'
+    # mmseg's inference_model retypes step 0 of model.cfg in place for an
+    # array; set it by the kind of input either way
+    t = steps[0]
+    name = t['type'] if isinstance(t['type'], str) else ''
+    prefix = name.rsplit('.', 1)[0] + '.' if '.' in name else ''
+    if _type_name(t) in ('LoadImageFromFile', 'LoadImageFromNDArray'):
+        t['type'] = prefix + ('LoadImageFromNDArray'
+                              if ndarray else 'LoadImageFromFile')
+    elif ndarray:
+        raise ValueError('an array input needs a test pipeline that '
+                         f'starts with LoadImageFromFile, got {name}')
     return steps
 
 

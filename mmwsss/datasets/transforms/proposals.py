@@ -310,9 +310,11 @@ class LoadProposals(BaseTransform):
         Returns:
             dict: ``results`` with ``proposals`` and the tracking keys.
         """
-        if 'img' not in results or 'img_path' not in results:
-            raise KeyError('LoadProposals needs "img" and "img_path": put it '
-                           'after LoadImageFromFile')
+        if 'img' not in results or not results.get('img_path'):
+            # an array input (LoadImageFromNDArray) has img_path None
+            raise KeyError('LoadProposals needs "img" and "img_path" (the '
+                           'proposals are found by the image file name): '
+                           'put it after LoadImageFromFile')
         h, w = results['img'].shape[:2]
         ori = tuple(results.get('ori_shape', (h, w))[:2])
         if (h, w) != ori or COORD_KEY in results:

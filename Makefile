@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # e.g. RESULTS_ARGS=--report-only to only redraw tables and figures
 RESULTS_ARGS ?=
 
-.PHONY: venv test demo bench results clean-demo
+.PHONY: venv test demo bench results docs clean-demo
 
 venv:
 	@PYTHON=$(PYTHON) VENV=$(abspath $(VENV)) bash tools/misc/setup_venv.sh
@@ -30,6 +30,11 @@ RESULTS_SEEDS ?= 100 101 102
 results: venv
 	$(PY) tools/analysis_tools/wsss_results.py --seeds $(RESULTS_SEEDS) \
 		--update-readmes $(RESULTS_ARGS)
+
+# issue #21: the documentation site (sphinx + MyST, offline), warnings as
+# errors; open docs/en/_build/html/index.html
+docs: venv
+	$(PY) -m sphinx -W --keep-going -b html docs/en docs/en/_build/html
 
 clean-demo:
 	rm -rf $(DEMO_DIR) data/demo

@@ -2,9 +2,10 @@
 """model-index.yml and the configs' metafile.yaml / README.md files.
 
 Every config is listed in a metafile, every metafile entry points to an
-existing config, the demo numbers are those of
-``docs/en/_static/results/results.json`` and the entries that were never
-trained carry no numbers.
+existing config, the demo numbers are those of the ``results.json`` that
+the entry names (``Metadata.Results Source``, a file under
+``docs/en/_static/results/``) and the entries that were never trained
+carry no numbers.
 """
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / 'docs' / 'en' / '_static' / 'results' / 'results.json'
+RESULTS_DIR = 'docs/en/_static/results/'
 NOT_TRAINED = 'not yet trained'
 
 
@@ -83,22 +84,24 @@ def test_collections_and_fields():
                 assert {'Task', 'Dataset', 'Metrics'} <= set(res), m['Name']
 
 
-def _row(results: dict, source: str):
-    """Look up ``rows / METHOD / ROW`` or ``finals / KEY``."""
-    path = source.split(': ', 1)[1].split(' / ')
+def _row(source: str):
+    """Look up ``FILE: rows / METHOD / ROW`` or ``FILE: finals / KEY``."""
+    fname, where = source.split(': ', 1)
+    assert fname.startswith(RESULTS_DIR) and fname.endswith('.json'), source
+    results = json.loads((ROOT / fname).read_text())
+    path = where.split(' / ')
     if path[0] == 'rows':
         matches = [
             r for r in results['rows']
             if r['method'] == path[1] and r['row'] == path[2]
         ]
         assert len(matches) == 1, source
-        return 'row', matches[0]
+        return results, 'row', matches[0]
     assert path[0] == 'finals', source
-    return 'final', path[1]
+    return results, 'final', path[1]
 
 
 def test_demo_numbers_match_results_json():
-    results = json.loads(RESULTS.read_text())
     checked = 0
     for rel, m in models():
         md = m['Metadata']
@@ -111,9 +114,7 @@ def test_demo_numbers_match_results_json():
         if 'Results Source' not in md:
             assert 'Results' not in m, m['Name']
             continue
-        assert md['Results Source'].startswith(
-            'docs/en/_static/results/results.json: ')
-        kind, row = _row(results, md['Results Source'])
+        results, kind, row = _row(md['Results Source'])
         by_ds = {r['Dataset']: r['Metrics'] for r in m['Results']}
         if kind == 'final':
             values = [f[row] for f in results['finals']]

@@ -219,12 +219,9 @@ def _check_meta(path: str, meta: dict, metas: Dict[str, dict],
             raise ValueError(f'{path}: the last of wsss_row.stages must be '
                              f'the row config itself, got '
                              f'{meta["stages"][-1]}')
-    try:
-        extra = int(meta['extra_images'] or 0)
-    except (TypeError, ValueError) as e:
+    if not isinstance(meta['extra_images'] or 0, int):
         raise ValueError(f'{path}: wsss_row.extra_images must be an int, got '
-                         f'{meta["extra_images"]!r}') from e
-    del extra
+                         f'{meta["extra_images"]!r}')
 
 
 def _depth(path: str, metas: Dict[str, dict]) -> int:

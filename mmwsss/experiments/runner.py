@@ -220,9 +220,14 @@ def schedule_options(config: str,
         if s.get('by_epoch', True) is not False:
             continue
         p = prefix or f'param_scheduler.{i}'
-        for k in ('begin', 'end'):
-            if isinstance(s.get(k), int):
-                opts.append(f'{p}.{k}={sc(s[k])}')
+        begin = None
+        if isinstance(s.get('begin'), int):
+            begin = min(n - 1, sc(s['begin']))
+            opts.append(f'{p}.begin={begin}')
+        if isinstance(s.get('end'), int):
+            # mmengine needs end > begin
+            end = max((begin or 0) + 1, sc(s['end']))
+            opts.append(f'{p}.end={end}')
     for i, h in enumerate(cfg.get('custom_hooks') or []):
         if isinstance(h, dict) and isinstance(h.get('switch_at'),
                                               (list, tuple)):
@@ -336,8 +341,8 @@ class StageRunner:
         Raises:
             StageFailed: On a non-zero exit status.
         """
-        self._log(f'\n[run] {stage}: ' + ' '.join(shlex.quote(c)
-                                                 for c in cmd))
+        shown = ' '.join(shlex.quote(c) for c in cmd)
+        self._log(f'\n[run] {stage}: {shown}')
         t0 = time.time()
         env = dict(os.environ, PYTHONUNBUFFERED='1')
         ret = subprocess.run(cmd, cwd=ROOT, env=env)

@@ -48,3 +48,7 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='mmseg.SegVisualizationHook'))
 randomness = dict(seed=0)
+# The CAM baseline of every demo ablation table (issue #17): each row config
+# is this one plus exactly the change it declares (wsss_row.change), checked
+# by tests/test_experiments/test_demo_rows.py.
+wsss_row = dict(table='baseline', name='Baseline (CAM)', parent=None)

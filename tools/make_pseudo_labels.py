@@ -30,6 +30,7 @@ from mmengine.config import Config, DictAction
 
 from mmwsss.apis.pseudo_labels import (REFINE_CHOICES, SCORE_DTYPES, SPLITS,
                                        PseudoLabelError, make_pseudo_labels)
+from mmwsss.datasets.folder import LabelFileError
 
 
 def resolve_procs(procs: str, device: Optional[str]) -> int:
@@ -178,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             device=args.device,
             progress=not args.no_progress,
             from_scores=args.from_scores)
-    except (PseudoLabelError, FileNotFoundError) as e:
+    except (PseudoLabelError, FileNotFoundError, LabelFileError) as e:
         raise SystemExit(f'error: {e}')
     except KeyboardInterrupt:
         raise SystemExit('interrupted; run the same command again to '

@@ -74,7 +74,11 @@ def main() -> None:
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
-    runner.train()
+    from mmwsss.datasets import LabelFileError
+    try:
+        runner.train()
+    except LabelFileError as e:  # a bad label table names file and row
+        raise SystemExit(f'error: {e}') from None
     teardown_distributed()
 
 

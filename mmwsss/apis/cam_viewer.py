@@ -133,6 +133,7 @@ def visualize_cams(config: Union[str, Config],
                    cfg_options: Optional[dict] = None,
                    tile: int = 160,
                    recursive: bool = False,
+                   max_bytes: Optional[int] = None,
                    progress: bool = True) -> List[str]:
     """Write a CAM picture per image; see the module docstring.
 
@@ -165,6 +166,8 @@ def visualize_cams(config: Union[str, Config],
         cfg_options (dict, optional): Config overrides.
         tile (int): Longer side of each panel. Defaults to 160.
         recursive (bool): Also images in subfolders.
+        max_bytes (int, optional): Pictures larger than this are saved as
+            256-colour palette PNGs (for docs).
         progress (bool): Print one line per image.
 
     Returns:
@@ -238,7 +241,7 @@ def visualize_cams(config: Union[str, Config],
         draw = labels if labels is not None else None
         picture = vis.draw_cam_sample(read_rgb(path), sample, draw)
         out = osp.join(out_dir, stem + '.png')
-        save_png(out, picture)
+        save_png(out, picture, max_bytes)
         written.append(out)
         if progress:
             used = [names[c] for c in sample.metainfo['img_labels']]

@@ -351,8 +351,8 @@ def cam_result(model,
         out.pred_sem_seg = PixelData(
             data=torch.from_numpy(np.asarray(pred, np.int64))[None])
         bg_mode = model.test_cfg.get('bg_mode', 'const')
-        bg_thr = model.test_cfg.get('bg_thr') if bg_mode == 'const' \
-            else None
+        # const: the config's; otsu: this image's constant background score
+        bg_thr = None if bg_mode == 'power' else float(scores_np[0, 0, 0])
         out.set_metainfo(
             dict(
                 img_labels=list(used),
@@ -415,8 +415,9 @@ def inference_cam(model,
           and of the refinement head;
         - meta information: ``img_labels`` (classes used),
           ``labels_given``, ``img_scores`` (sigmoid of the image logits,
-          one per foreground class), ``bg_mode``, ``bg_thr`` (``const``
-          mode), ``bg_alpha``, ``refine`` (the refiner's name) and the
+          one per foreground class), ``bg_mode``, ``bg_thr`` (the
+          constant background score: the config's, or the image's Otsu
+          threshold; None for ``power``), ``bg_alpha``, ``refine`` (the refiner's name) and the
           pipeline's keys.
     """
     data = prepare_image(model, img, labels, cfg)

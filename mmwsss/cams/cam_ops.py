@@ -11,16 +11,18 @@ anchors (see ``configs/cam/README.md``):
   ``relu``, SEAM / ToCo.
 - ``fuse_maps(mode='sum'|'max'|'mean')``: IRN/PSA/SEAM fuse flips and
   scales by sum, ToCo fuses flips by element-wise max, AMN scales by mean.
-- ``background_scores``: a constant threshold (IRN 0.15) or PSA's
-  ``(1 - max_c cam_c) ** alpha``.
+- ``background_scores``: a constant threshold (IRN 0.15), PSA's
+  ``(1 - max_c cam_c) ** alpha``, or the image's Otsu threshold of
+  ``max_c cam_c`` (label-free, ``docs/en/user_guides/own_data.md``).
 """
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 NORM_MODES = ('max', 'minmax', 'none')
 FUSE_MODES = ('sum', 'max', 'mean')
-BG_MODES = ('const', 'power')
+BG_MODES = ('const', 'power', 'otsu')
 
 
 def normalize_cams(cams: torch.Tensor,
@@ -126,8 +128,14 @@ def background_scores(cams: torch.Tensor,
         cams (Tensor): ``(K, H, W)`` normalised CAMs in [0, 1].
         mode (str): ``'const'``: the constant ``thr`` (IRN/ReCAM/AMN); a
             pixel is background when no CAM reaches ``thr``.
-            ``'power'``: ``(1 - max_k cam_k) ** alpha`` (PSA/SEAM).
-        thr (float): Constant background score. Defaults to 0.15 (IRN).
+            ``'power'``: ``(1 - max_k cam_k) ** alpha`` (PSA/SEAM); for the
+            argmax this is the constant ``t = (1 - t) ** alpha`` (0.276
+            for alpha 4), it differs only as a CRF unary.
+            ``'otsu'``: a constant per image, the Otsu threshold of
+            ``max_k cam_k`` (:func:`otsu_background`); label-free and
+            adapted to how peaked the image's CAMs are.
+        thr (float): Constant background score (``'otsu'``: used for a
+            flat map). Defaults to 0.15 (IRN).
         alpha (float): Power for ``'power'``. Defaults to 4 (PSA la_crf).
 
     Returns:
@@ -142,4 +150,33 @@ def background_scores(cams: torch.Tensor,
         return cams.new_full((1, ) + tuple(cams.shape[1:]), float(thr))
     if cams.shape[0] == 0:
         return cams.new_ones((1, ) + tuple(cams.shape[1:]))
+    if mode == 'otsu':
+        t = otsu_background(cams.max(dim=0).values, thr)
+        return cams.new_full((1, ) + tuple(cams.shape[1:]), t)
     return (1 - cams.max(dim=0, keepdim=True).values).clamp(min=0)**alpha
+
+
+def otsu_background(cam: torch.Tensor,
+                    fallback: float = 0.15,
+                    bins: int = 256) -> float:
+    """Otsu's threshold of a map (``skimage.filters.threshold_otsu``).
+
+    The histogram of ``cam`` (``bins`` bins over its own range) is split
+    where the between-class variance is largest; the threshold is that
+    bin's centre. Used as a label-free, per-image background score: pixels
+    whose strongest labelled CAM exceeds it are foreground.
+
+    Args:
+        cam (Tensor): ``(H, W)`` map, e.g. ``max_k cam_k``.
+        fallback (float): Returned for a (nearly) constant map, which has
+            no two classes.
+        bins (int): Histogram bins. Defaults to 256 (scikit-image's).
+
+    Returns:
+        float: The threshold.
+    """
+    from skimage.filters import threshold_otsu
+    x = cam.detach().float().cpu().numpy()
+    if x.size == 0 or not np.isfinite(x).all() or np.ptp(x) < 1e-6:
+        return float(fallback)
+    return float(threshold_otsu(x, nbins=bins))

@@ -24,7 +24,9 @@ Label table formats (``label_file``):
       beach_01.jpg,1,1
 
 - **JSON** -- ``{"<image>": ["<class>", ...], ...}`` or
-  ``[{"image": "<image>", "labels": ["<class>", ...]}, ...]``.
+  ``[{"image": "<image>", "labels": ["<class>", ...]}, ...]``; a label may
+  also be a class index (``1`` for the first object class, as in the
+  ``image_labels.json`` of the VOC and demo converters).
 
 ``<image>`` is a path relative to the image folder (subfolders allowed),
 with a suffix (``.jpg .jpeg .png .bmp .tif .tiff .webp``, any case) or
@@ -277,13 +279,23 @@ def _read_json(path: str, name2idx: Dict[str, int],
                              '{"<image>": [<class>, ...]} or a list of '
                              '{"image": ..., "labels": [...]}')
     rows = []
+    num = len(name2idx)
     for i, (image, labels) in enumerate(items):
         where = f'{path} entry {i + 1} ("{image}")'
-        if not isinstance(labels, list) or not all(
-                isinstance(x, str) for x in labels):
+        ok = isinstance(labels, list) and all(
+            isinstance(x, str) or type(x) is int for x in labels)
+        if not ok:
             raise LabelFileError(f'{where}: labels must be a list of class '
                                  f'names, got {labels!r}')
-        idx = {_class_index(x, name2idx, background, where) for x in labels}
+        idx = set()
+        for x in labels:
+            if isinstance(x, int):  # an index, as in image_labels.json
+                if not 0 < x < num:
+                    raise LabelFileError(f'{where}: class index {x} outside '
+                                         f'[1, {num - 1}]')
+                idx.add(x)
+            else:
+                idx.add(_class_index(x, name2idx, background, where))
         rows.append((where, str(image).strip(), sorted(idx)))
     return rows
 

@@ -280,6 +280,8 @@ class WSSSVisualizer(SegLocalVisualizer):
         bg = meta.get('bg_thr')
         if meta.get('bg_mode') == 'power':
             seed_title = f'seed (bg (1-max)^{meta.get("bg_alpha", 4.0):g})'
+        elif meta.get('bg_mode') == 'otsu' and bg is not None:
+            seed_title = f'seed (bg Otsu {bg:.2f})'
         else:
             seed_title = 'seed' if bg is None else f'seed (bg {bg:g})'
         for key, title in (('seed_sem_seg', seed_title),

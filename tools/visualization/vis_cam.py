@@ -72,6 +72,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '(--scores-dir) or sets model.test_cfg bg_mode=const, bg_thr')
     p.add_argument('--tile', type=int, default=160, help='panel size (px)')
     p.add_argument(
+        '--max-bytes',
+        type=int,
+        default=None,
+        help='save larger pictures as 256-colour palette PNGs')
+    p.add_argument(
         '--recursive', action='store_true', help='look into subfolders')
     p.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
     p.add_argument(
@@ -111,7 +116,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
             device=args.device,
             cfg_options=options,
             tile=args.tile,
-            recursive=args.recursive)
+            recursive=args.recursive,
+            max_bytes=args.max_bytes)
     except (CamViewerError, LabelFileError, FileNotFoundError) as e:
         raise SystemExit(f'vis_cam: {e}') from None
     print(f'{len(written)} picture(s) in {out}', file=sys.stderr)

@@ -73,9 +73,11 @@ class CAMSegmentor(BaseSegmentor):
     3. keep only the image's labelled classes (``use_img_labels``; if
        False, the classes whose fused logit is positive, or the top one);
     4. normalise each class map (``norm``: ``max`` or ``minmax``);
-    5. prepend a background channel (``bg_mode``: constant ``bg_thr`` or
-       ``(1 - max) ** bg_alpha``) and take the argmax (ties go to
-       background), or run the refiner (``refine``, e.g. DenseCRF).
+    5. prepend a background channel (``bg_mode``: constant ``bg_thr``,
+       ``(1 - max) ** bg_alpha`` or the image's Otsu threshold of ``max``,
+       see :func:`~mmwsss.cams.cam_ops.background_scores`) and take the
+       argmax (ties go to background), or run the refiner (``refine``,
+       e.g. DenseCRF).
 
     ``seg_logits`` holds the ``(num_classes, H, W)`` scores: channel 0 the
     background score, channel ``c`` the normalised CAM of class ``c`` (zero

@@ -66,7 +66,12 @@ def add_arguments(p: argparse.ArgumentParser,
         help='demo scene generator version (default: newest)')
     p.add_argument('--num-train', type=int, default=1000)
     p.add_argument('--num-val', type=int, default=200)
-    p.add_argument('--num-aux', type=int, default=0)
+    p.add_argument(
+        '--num-aux',
+        type=int,
+        default=200,
+        help='images of the demo aux split (the IG-CAM influence pool; '
+        'disjoint from train and val)')
     p.add_argument('--img-size', type=int, default=128)
     p.add_argument(
         '--difficulty', default=None, help='JSON object of generator knobs')

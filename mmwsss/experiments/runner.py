@@ -74,6 +74,7 @@ GT_CONFIG = ('configs/deeplabv3plus/'
              'deeplabv3plus_effl0-d16_1xb16-800it_demo-gt-128x128.py')
 VAL_SPLIT = 'ImageSets/Segmentation/val.txt'
 TRAIN_SPLIT = 'ImageSets/Segmentation/train.txt'
+AUX_SPLIT_FILE = 'aux.txt'
 #: Outputs computed from a trained model inside its work dir, removed when
 #: the model is retrained (``tools/run_demo.py`` keeps them there).
 DERIVED = ('test_metrics.json', 'seeds', 'threshold_sweep.json',
@@ -175,6 +176,15 @@ def proposal_dirs(config: str, root: Optional[str] = None) -> List[str]:
     })
 
 
+def reads_aux_split(config: str, root: Optional[str] = None) -> bool:
+    """Whether a config reads the demo's ``aux`` split (e.g. the IG-CAM
+    influence pool), which exists only with ``num_aux > 0``."""
+    items = flatten(load_cfg(config, root).to_dict())
+    return any(
+        isinstance(v, str) and osp.basename(v) == AUX_SPLIT_FILE
+        for v in items.values())
+
+
 def schedule_options(config: str,
                      scale: Optional[float] = None,
                      iters: Optional[int] = None,
@@ -231,7 +241,11 @@ def schedule_options(config: str,
     for i, h in enumerate(cfg.get('custom_hooks') or []):
         if isinstance(h, dict) and isinstance(h.get('switch_at'),
                                               (list, tuple)):
-            vals = [max(1, sc(int(v))) for v in h['switch_at']]
+            # StageSwitchHook needs increasing iterations >= 1 (a switch
+            # past the end of a short run simply never happens)
+            vals: List[int] = []
+            for v in h['switch_at']:
+                vals.append(max(vals[-1] + 1 if vals else 1, sc(int(v))))
             opts.append(f'custom_hooks.{i}.switch_at='
                         f'[{",".join(map(str, vals))}]')
     return opts
@@ -851,7 +865,8 @@ class ExperimentRunner:
 
         Raises:
             RowRejected: Listing every violation of every selected row.
-            ValueError: On conflicting or malformed stage chains.
+            ValueError: On conflicting or malformed stage chains, or a row
+                that reads the ``aux`` split when the data has none.
         """
         problems = []
         for spec in self.selected:
@@ -861,6 +876,14 @@ class ExperimentRunner:
                 'refusing to run rows whose configs differ from their parent '
                 'in undeclared keys (fix the config or its wsss_row.change):'
                 '\n  ' + '\n  '.join(problems))
+        if self.s.data.num_aux <= 0:
+            for spec in self.selected:
+                for cfg in set(spec.train_configs) | {spec.config}:
+                    if reads_aux_split(cfg, self.root):
+                        raise ValueError(
+                            f'{cfg} reads the demo\'s aux split (e.g. the '
+                            'IG-CAM influence pool) but the data has none: '
+                            'pass --num-aux N (N > 0)')
         prev_of: Dict[str, Optional[str]] = {}
         for spec in self.selected:
             if spec.refine is not None:
@@ -973,7 +996,9 @@ class ExperimentRunner:
                 str(self.s.workers)
             ] + self._limit() + ['--cfg-options'] +
                         self.seed_options(seed, config), stage + ': ' +
-                        ('DenseCRF' if refine == 'irn_label' else refine))
+                        ('DenseCRF' if refine == 'irn_label' else
+                         f'{refine} (model.test_cfg.refine of {config})'
+                         if refine == 'config' else refine))
         ev = self.sr.json_step(
             lambda tmp: [
                 self.sr.py, 'tools/analysis_tools/eval_label_maps.py', out,

@@ -221,3 +221,16 @@ def test_limit_smoke_and_atomic_outputs(fake_repo, tmp_path):
     labels = runs[('igcam', '+CRF (InfluenceCRF)')]['crf_labels_dir']
     with Image.open(osp.join(labels, 'a.png')) as im:
         assert im.size == (16, 16)
+
+
+def test_aux_split_needed(fake_repo, tmp_path):
+    with open(osp.join(fake_repo, 'configs/igcam/inst.py'), 'a') as f:
+        f.write("pool = dict(ann_file='ImageSets/Segmentation/aux.txt')\n"
+                "wsss_row = dict(table='igcam', name='+Inst', "
+                "parent='configs/base.py', change=['model.neck', 'pool'])\n")
+    runner, stages = _runner(fake_repo, tmp_path, ['inst'])
+    with pytest.raises(ValueError, match='inst.py reads the demo.s aux'):
+        runner.run([100])
+    assert stages.calls == []
+    runner.s.data.num_aux = 4
+    runner.plan()

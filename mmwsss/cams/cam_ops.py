@@ -167,7 +167,7 @@ def otsu_background(cam: torch.Tensor,
     whose strongest labelled CAM exceeds it are foreground.
 
     Args:
-        cam (Tensor): ``(H, W)`` map, e.g. ``max_k cam_k``.
+        cam (Tensor | np.ndarray): ``(H, W)`` map, e.g. ``max_k cam_k``.
         fallback (float): Returned for a (nearly) constant map, which has
             no two classes.
         bins (int): Histogram bins. Defaults to 256 (scikit-image's).
@@ -176,7 +176,8 @@ def otsu_background(cam: torch.Tensor,
         float: The threshold.
     """
     from skimage.filters import threshold_otsu
-    x = cam.detach().float().cpu().numpy()
+    x = cam.detach().float().cpu().numpy() if isinstance(
+        cam, torch.Tensor) else np.asarray(cam, dtype=np.float32)
     if x.size == 0 or not np.isfinite(x).all() or np.ptp(x) < 1e-6:
         return float(fallback)
     return float(threshold_otsu(x, nbins=bins))

@@ -327,8 +327,8 @@ def test_shards_and_train_split(demo, tmp_path):
         np.testing.assert_array_equal(a[name], b[name])
         np.testing.assert_array_equal(c[name], b[name])
     ds_cfg = dataset_cfg_for_split(demo.cfg, 'train')
-    types = [t['type'] for t in ds_cfg['pipeline']]
-    assert types == ['mmseg.LoadImageFromFile', 'PackWSSSInputs']
+    types = [(t['type'], t.get('_scope_')) for t in ds_cfg['pipeline']]
+    assert types == [('LoadImageFromFile', 'mmseg'), ('PackWSSSInputs', None)]
     test_cfg = dataset_cfg_for_split(demo.cfg, 'test')
     assert 'seg_map_path' not in test_cfg['data_prefix']
     assert demo.cfg.test_dataloader.dataset.data_prefix.seg_map_path

@@ -66,3 +66,48 @@ def test_power_rule_is_a_constant_threshold_for_the_argmax(alpha):
     power = full.argmax(0)
     const = apply_thresholds(scores, labels, lo)
     assert (power != const).mean() < 1e-3  # ties at the float boundary
+
+
+def test_sweep_thresholds_scores_the_otsu_rule(tmp_path):
+    """The tool's label-free line against per-pixel brute force."""
+    import importlib.util
+    import os.path as osp
+
+    from PIL import Image
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location(
+        'sweep', osp.join(root, 'tools/analysis_tools/sweep_thresholds.py'))
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    rng = np.random.default_rng(5)
+    conf = np.zeros((3, 3), np.int64)
+    (tmp_path / 's').mkdir()
+    (tmp_path / 'g').mkdir()
+    for i, labels in enumerate(([1], [1, 2], [2])):
+        scores = np.zeros((3, 12, 10), np.float32)
+        for c in labels:
+            scores[c] = rng.random((12, 10))**2
+        gt = rng.integers(0, 3, (12, 10)).astype(np.uint8)
+        gt[0, 0] = 255
+        np.savez(tmp_path / 's' / f'{i}.npz', scores=scores,
+                 img_labels=np.array(labels))
+        Image.fromarray(gt).save(tmp_path / 'g' / f'{i}.png')
+        t = _brute_otsu(scores[labels].max(0))
+        for y in range(12):
+            for x in range(10):
+                if gt[y, x] == 255:
+                    continue
+                best = max(labels, key=lambda c: (scores[c, y, x], -c))
+                pred = best if scores[best, y, x] > t else 0
+                conf[pred, gt[y, x]] += 1
+    inter = np.diag(conf)
+    union = conf.sum(0) + conf.sum(1) - inter
+    want = np.nanmean(np.where(union > 0, inter / np.maximum(union, 1),
+                               np.nan))
+    res = sweep.main([
+        '--scores-dir',
+        str(tmp_path / 's'), '--gt-dir',
+        str(tmp_path / 'g'), '--out',
+        str(tmp_path / 'r.json')
+    ])
+    assert res['otsu']['miou'] == pytest.approx(want, abs=1e-9)

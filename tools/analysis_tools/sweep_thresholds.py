@@ -12,7 +12,9 @@ Example::
 background, channels 1.. normalised CAMs) and ``img_labels``; ``--gt-dir``
 holds ``<id>.png`` index masks (255 ignored). Every ``.npz`` in the scores
 folder is evaluated. The decision rule and mIoU convention are those of
-:mod:`mmwsss.cams.thresholds`.
+:mod:`mmwsss.cams.thresholds`. The label-free per-image Otsu rule
+(``bg_mode='otsu'``) is scored alongside, to decide whether the swept
+constant is worth using.
 """
 import argparse
 import json
@@ -26,7 +28,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from mmwsss.cams.thresholds import ThresholdAccumulator, threshold_grid
+from mmwsss.cams.cam_ops import otsu_background
+from mmwsss.cams.thresholds import (ThresholdAccumulator, apply_thresholds,
+                                   iou_from_confusion, threshold_grid)
 
 VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle',
                'bus', 'car', 'cat', 'chair', 'cow', 'diningtable', 'dog',
@@ -150,6 +154,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     acc = ThresholdAccumulator(
         num_classes, bins=args.bins, ignore_index=args.ignore_index)
+    # the label-free rule (bg_mode='otsu'), to compare with the sweep
+    otsu_conf = np.zeros((num_classes, num_classes), np.int64)
     mismatch = []
     for name in tqdm(ids, desc='accumulating', unit='img'):
         scores, saved = read_npz(osp.join(args.scores_dir, name + '.npz'))
@@ -177,6 +183,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             acc.update(scores, gt, labels)
         except ValueError as e:
             raise SystemExit(f'image "{name}": {e}')
+        thr = otsu_background(scores[labels].max(0), 0.5) if labels else 1.0
+        pred = apply_thresholds(scores, labels, thr)
+        keep = gt != args.ignore_index
+        otsu_conf += np.bincount(
+            pred[keep] * num_classes + gt[keep].astype(np.int64),
+            minlength=num_classes**2).reshape(num_classes, num_classes)
     if mismatch:
         print(f'warning: {len(mismatch)} image(s) have img_labels in the '
               f'.npz that differ from {args.labels} (first: '
@@ -193,8 +205,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     for t, m in sweep:
         mark = '  <- best' if t == best_t else ''
         print(f'{t:6.2f}  {fmt(m):>6}{mark}')
+    otsu_miou, iou_otsu = iou_from_confusion(otsu_conf)
     print(f'\nbest global threshold: {best_t:.2f} (mIoU {fmt(best_m)})')
     print(f'class-wise thresholds: mIoU {fmt(cw_miou)}')
+    print(f'per-image Otsu (bg_mode=otsu, label-free): mIoU '
+          f'{fmt(otsu_miou)}')
     width = max(len(c) for c in classes)
     print(f'{"class":<{width}}  {"thr":>5}  {"IoU":>6}  '
           f'{"IoU@" + format(best_t, ".2f"):>8}')
@@ -231,6 +246,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             per_class_iou={
                 n: num(v)
                 for n, v in zip(classes, iou_cw)
+            }),
+        otsu=dict(
+            rule="per image, threshold = Otsu of max_{labelled c} cam_c "
+            "(bg_mode='otsu')",
+            miou=num(otsu_miou),
+            per_class_iou={
+                n: num(v)
+                for n, v in zip(classes, iou_otsu)
             }),
     )
     out = args.out or osp.join(args.scores_dir, 'threshold_sweep.json')

@@ -155,6 +155,13 @@ def check_arguments(p: argparse.ArgumentParser,
         num_aux=args.num_aux,
         img_size=args.img_size,
         difficulty=args.difficulty)
+    smoke = args.limit or args.iters_scale != 1.0
+    if smoke and not args.report_only and \
+            args.out_dir == p.get_default('out_dir') and \
+            args.out_dir.startswith('docs/'):
+        p.error('--limit / --iters-scale are smoke options: pass --out-dir '
+                'so that the smoke numbers do not replace the documented '
+                'results')
     version = args.data.resolved_version()
     for key in ('work_dir', 'data_root', 'out_dir'):
         val = getattr(args, key).format(
@@ -236,7 +243,10 @@ def run(args: argparse.Namespace,
             r if osp.isabs(r) else osp.join(ROOT, r) for r in args.readmes
         ] if args.update_readmes else (),
         tables=list(tables) if tables else ('igcam', 'camguide'))
-    return write_report(selected, report, runner.layout)
+    # every row of the tables is reported (carried numbers included), not
+    # only the rows run now: a partial run never drops rows from the report
+    shown = select_rows(rows, None, tables)
+    return write_report(shown, report, runner.layout)
 
 
 def existing_runs(runner: ExperimentRunner, seed: int) -> dict:

@@ -142,6 +142,7 @@ def collect(rows: Sequence[RowSpec],
     results: 'OrderedDict[Tuple[str, str], dict]' = OrderedDict()
     carried: Dict[int, List[str]] = {}
     missing: Dict[int, List[str]] = {}
+    smoke: Dict[int, List[str]] = {}
     for spec in rows:
         runs: Dict[int, dict] = {}
         params = None
@@ -156,6 +157,8 @@ def collect(rows: Sequence[RowSpec],
                                      f'{spec.table} / {spec.name!r}')
                 runs[seed] = run
                 params = run.get('params_m', params)
+                if run.get('limit') or run.get('iters_scale', 1.0) != 1.0:
+                    smoke.setdefault(seed, []).append(spec.name)
                 continue
             prev = (previous or {}).get('rows', {}).get(spec.ident, {})
             if seed in prev:
@@ -173,6 +176,9 @@ def collect(rows: Sequence[RowSpec],
                          'row(s) carried over from the previous results.json'
                          ' (their run folders are not here): ' +
                          ', '.join(carried[seed]))
+        if seed in smoke:
+            notes.append(f'seed {seed}: SMOKE numbers (--limit / '
+                         '--iters-scale) of ' + ', '.join(smoke[seed]))
         if seed in missing:
             notes.append(f'seed {seed}: no result yet for ' +
                          ', '.join(missing[seed]) +

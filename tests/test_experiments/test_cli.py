@@ -73,6 +73,11 @@ def test_defaults():
     assert not IGCAM.parse_args(['--final']).skip_final
     with pytest.raises(SystemExit):
         RESULTS.parse_args(['--seeds', '1', '1'])
+    # a smoke run never writes into the documented results
+    with pytest.raises(SystemExit):
+        RESULTS.parse_args(['--limit', '4'])
+    assert RESULTS.parse_args(['--limit', '4', '--out-dir', '/tmp/x']).limit
+    assert IGCAM.parse_args(['--iters-scale', '0.1']).iters_scale == 0.1
 
 
 def test_camguide_only_and_skip_rw(fake_repo, tmp_path):
@@ -98,7 +103,12 @@ def test_igcam_smoke_then_report_only(fake_repo, tmp_path):
     assert _trained(stages) == ['base', 'inst']
     for c in stages.commands('train.py'):
         assert 'train_cfg.max_iters=5' in c[1]
-    assert [r['row'] for r in summary['rows']] == ['CAM baseline', '+Inst']
+    # every IG-CAM row is reported, the ones not run without runs
+    assert [(r['row'], len(r['runs'])) for r in summary['rows']] == [
+        ('CAM baseline', 1), ('+Inst', 1), ('+Inst +MS', 0),
+        ('+CRF (InfluenceCRF)', 0)
+    ]
+    assert 'seed 100: SMOKE numbers' in '\n'.join(summary['notes'])
     # --report-only runs nothing and reads the same numbers
     args2, stages2, summary2 = _run(
         IGCAM, fake_repo, tmp_path, '--seeds', '100', '--rows', '+Inst',

@@ -147,7 +147,8 @@ def _class_index(name: str, name2idx: Dict[str, int], background: str,
         hint = f' (did you mean "{near[0]}"?)' if near else ''
         known = [c for c in name2idx if c != background]
         raise LabelFileError(f'{where} names the unknown class "{name}"'
-                             f'{hint}; the config declares {known}')
+                             f'{hint}; the config declares {known} (fix the '
+                             'name or add the class to metainfo.classes)')
     return name2idx[name]
 
 

@@ -1,99 +1,86 @@
 # Copyright (c) mmwsss contributors.
-"""IG-CAM training iteration cost against plain CAM, and model complexity.
+"""IG-CAM training iteration time against the baseline CAM, with FLOPs.
 
-Issue #3 must-show: the full IG-CAM training iteration time divided by the
-plain CAM iteration (same backbone, batch and size; the paper claims
-1.15-1.20 ("approximately 15-20% computation relative to standard CAM
-baselines", sec. 3.8), goal <= 1.10 with the default schedule), and the
-parameters and FLOPs of every ablation model (paper Table 4 / Table 8).
+Issue #18 item 6: ``iteration time of full IG-CAM / the baseline CAM with
+the same backbone, batch and input <= 1.10``, for the demo and for the
+ResNet-101 VOC configs, with parameters and FLOPs printed beside it. Two
+**families**, each timed like with like (the same backbone, batch, input
+size and images for every model of the family; each model keeps its own
+config's optimiser, losses and BN settings):
 
-Models (backbone ``init_cfg=None``: no download, random weights; the cost
-does not depend on the weights):
+- ``demo``: EfficientNet-Lite0, batch 16 at 128 x 128 (the demo configs'
+  batch and crop). ``cam`` = ``configs/cam/cam_effl0-d16_1xb32-500it_demo-
+  128x128.py`` (the demo's CAM baseline, IRN-style, output stride 16),
+  ``igcam`` = ``configs/igcam/igcam_effl0-fpn_1xb16-300it_demo-128x128.py``
+  (its pipelines load no proposals: the head pools the whole image),
+  ``igcam+proposals`` the same fed ``--proposals`` random boxes per image;
+- ``voc``: ResNet-101, ``cam`` = ``configs/cam/cam_r50-d16_1xb16-3k_
+  voc12aug-512x512.py`` with ``depth=101`` (IRN's CAM classifier on
+  IG-CAM's backbone), ``igcam`` = ``configs/igcam/igcam_r101-fpn_1xb16-20k_
+  voc12aug-512x512.py`` (with ``--proposals`` boxes, as its pipelines load
+  Selective Search proposals). A batch-16 step at 512 x 512 takes minutes
+  on a 2-core CPU, so both sides run at ``--voc-batch`` x ``--voc-size``
+  (default 2 x 256 x 256): the ratio is of the same work per image on a
+  smaller problem; the FLOPs are also printed at 512 x 512.
 
-- ``cam``: ``igcam-ablation-base_effl0-fpn_1xb16-300it_demo-128x128.py``
-  (Table 3 "Base": EfficientNet-Lite0, one scale, no proposals, no
-  influence, no attention);
-- ``cam-d16``: ``configs/cam/cam_effl0-d16_1xb32-500it_demo-128x128.py``,
-  the toolbox's IRN-style CAM classifier on the same backbone with the last
-  stages dilated (output stride 16, CAMs at 1/16; batch and size forced to
-  the bench's). Two denominators because "plain CAM" reads two ways: the
-  ``cam`` row is IG-CAM with its parts removed (stride 32, CAMs at 1/32:
-  the goal line ``igcam_iter_ratio``), this one the classifier that
-  IRN / SEAM / AMN-style baselines train (``igcam_over_cam_d16_ratio``;
-  at the paper's ResNet-101 and 512 x 512 the dilated last stage costs
-  about what the FPN adds);
-- ``igcam``: ``igcam_effl0-fpn_1xb16-300it_demo-128x128.py`` as configured
-  (4 FPN scales, influence-guided attention, instance-guided head,
-  influence-weighted losses, curvature EMA, InfluenceHook refreshes). Its
-  pipelines load no proposals, so its head pools the whole image only;
-- ``igcam+proposals`` (``--proposals K``, default 300; 0 skips it): the
-  same model fed ``K`` random boxes per image (area >= 100 px, ranked), of
-  which the head keeps ``num_proposals`` (64, random choice in training),
-  as the proposal configs (ablation rows ``inst``, ``influence``, VOC
-  recipe) do;
-- ``row-<name>`` (``--rows``, default ``ms``): ablation rows also timed,
-  e.g. ``ms`` (4 scales, no attention / influence) separates the cost of
-  the multi-scale architecture from that of the influence
-  (``igcam_over_ms_ratio``).
+Rows besides these: ``base`` (IG-CAM's code path with every part off:
+one FPN level at 1/32, no proposals, no influence, no attention, one
+scale; the "Base" ablation row), ``igcam-noinf`` (the full architecture,
+influence and attention off: what the multi-scale head and proposals cost),
+``igcam-k1`` (the eval-mode curvature forward every iteration instead of
+every ``curvature_interval``: what that choice saves) and, on request,
+``igcam-norm-eval`` (frozen BN statistics as IRN's CAM: then the training
+forward is the eval state and the curvature needs no extra forward).
 
 A **training iteration** is ``model.train_step(batch, optim_wrapper)``, what
 MMEngine's ``IterBasedTrainLoop`` runs: data preprocessor (normalise, pad),
-forward, losses, backward, gradient clipping and the AdamW step of the
-config's ``optim_wrapper`` (lr multipliers included), on one fixed batch of
-``--batch`` crops of the scikit-image photographs at ``--size`` with 1-3
-random image labels each. All loss terms of the config are on (the
-consistency and boundary weights of stages 2-3; stage 1 turns them off for
-both models alike; MixUp / CutMix are batch augments shared by both).
+forward, losses, backward, gradient clipping and the optimiser step of the
+config's ``optim_wrapper``, on one fixed batch of crops of the
+scikit-image photographs with 1-3 random image labels each. All loss terms
+of the config are on (stages 2-3; stage 1 turns some off).
 
-The influence work is counted as follows: the curvature EMA runs inside
-``IGCAMSegmentor.loss`` at every iteration (so it is in the timed blocks);
-before timing, the influence is refreshed once so that every timed
-iteration computes the influence maps, the attention with them and the
-sample weights (the state after the first refresh, i.e. most of training).
-The periodic **solve refresh** is timed separately: ``refresh_influence``
-on a batch of the InfluenceHook's ``num_samples`` (32) validation images
-inside the hook's ``preserved_rng_state``, exactly the hook's per-refresh
-work, and amortised as ``refresh_ms / interval`` with the hook's configured
-``interval`` (50). ``igcam_iter_ms`` already includes that share. The two
-refreshes at the stage switches (100, 200) add ``2 / 300`` refreshes per
-iteration more; that variant is printed as ``..._with_switches``.
+Influence work: the curvature EMA (with its eval-mode forward every
+``curvature_interval`` iterations, in the timed blocks: each block holds a
+multiple of the interval and the update phase is reset before it), the
+influence maps, the attention and the sample weights are inside every
+timed iteration (the influence is refreshed once before timing, so the
+maps are on, as for most of training). The periodic **solve refresh**
+(``refresh_influence`` inside the hook's ``preserved_rng_state``) is timed
+separately on ``num_samples x batch / config batch`` validation images
+(32 for the demo; 32 x 2 / 16 = 4 for the reduced VOC batch: the same
+validation images per training image as the config) and amortised over the
+hook's ``interval``: ``iter = step + refresh / interval``.
 
-Timing: blocks of ``--iters`` iterations per model, alternating (A B C A B
-C ...) after one warm-up block each, ``--reps`` blocks per model; the
-median of the per-iteration block times is reported.
+Timing: blocks of ``iters`` iterations per model, interleaved (A B C A B
+C ...) after one warm-up block each, ``reps`` blocks per model, median of
+the per-iteration block times. ``--clock wall`` (default) measures elapsed
+time; on a machine shared with other jobs use ``--clock cpu --threads 1``
+(the CPU time of this single-threaded process, which other processes
+barely change; elapsed time then swings several-fold between blocks).
 
-Complexity: parameters (M) of every ablation config
-``configs/igcam/igcam-ablation-*_demo*.py`` and of the full demo config,
-and the FLOPs of the **inference forward** ``model._forward(x,
-data_samples)`` (eval mode, one ``1 x 3 x size x size`` image with image
-labels and 300 proposals, influence state primed so that the influence
-maps are computed: the single-scale forward of ``predict`` without the
-flip / multi-scale views) counted by ``torch.utils.flop_counter.
-FlopCounterMode`` (a multiply-add counts 2 FLOPs; GMACs = GFLOPs / 2 is
-printed too, the unit the paper's ResNet-101 numbers look like). The
-influence state is primed with random features (FLOPs depend on shapes
-only). The VOC paper config (ResNet-101 + FPN at 512 x 512) is counted the
-same way, without timing, both as configured and with the "base"
-ablation's model changes (plain single-scale CAM; the paper's Table 4
-"Baseline CAM" vs "IG-CAM (Full)" pair at 512 x 512), and so is the VOC
-CAM config (``cam_r50-d16``) with ``depth=101``: the stride-16 CAM
-classifier on IG-CAM's backbone. The counter covers
-convolutions and matrix products; elementwise work and the proposal box
-sums (cumulative sums) are not counted. DenseCRF (row ``crf``) runs
-outside torch: its cost is not in the FLOPs either.
+Complexity: the FLOPs of one timed training step (forward + backward at
+the bench's batch and size, ``FlopCounterMode`` around ``train_step``),
+and parameters (M) and the FLOPs of the **inference forward**
+``model._forward(x, data_samples)`` (eval mode, one image with image
+labels and ``--proposals`` boxes where the model uses proposals, influence
+state primed so that the maps are computed) counted by
+``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts 2
+FLOPs; convolutions and matrix products only: elementwise work and the box
+sums are not counted). ``--ablation-table`` also prints them for every
+``configs/igcam/igcam-ablation-*_demo*.py`` row.
 
-Prints ``name: value`` lines and a ``peak memory`` line (``ru_maxrss`` of
-this process).
+Prints ``name: value`` lines and a ``peak memory`` line (``ru_maxrss``).
 """
 import argparse
 import glob
 import logging
+import math
 import os.path as osp
 import resource
 import statistics
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -116,16 +103,11 @@ BASE_CFG = osp.join(
     CFG_DIR, 'igcam-ablation-base_effl0-fpn_1xb16-300it_demo-128x128.py')
 FULL_CFG = osp.join(CFG_DIR, 'igcam_effl0-fpn_1xb16-300it_demo-128x128.py')
 VOC_CFG = osp.join(CFG_DIR, 'igcam_r101-fpn_1xb16-20k_voc12aug-512x512.py')
-# The toolbox's IRN-style CAM classifier on the same backbone (output
-# stride 16), as the CAM baselines of the demo train it; the VOC one is
-# counted with ResNet-101 for the paper-setting pair.
 CAM_D16_CFG = osp.join(ROOT, 'configs', 'cam',
                        'cam_effl0-d16_1xb32-500it_demo-128x128.py')
 CAM_VOC_CFG = osp.join(ROOT, 'configs', 'cam',
                        'cam_r50-d16_1xb16-3k_voc12aug-512x512.py')
-ROWS = ('base', 'inst', 'ms', 'inst-ms', 'influence', 'crf')
-# The "base" ablation's model changes (single-scale CAM, no proposals, no
-# influence, no attention), applied to the VOC config for a Table 4 pair.
+# IG-CAM with every part off (the "Base" ablation row's model changes)
 BASE_OVERRIDES = {
     'model.neck.start_level': 3,
     'model.neck.num_outs': 1,
@@ -135,52 +117,59 @@ BASE_OVERRIDES = {
     'model.influence_cfg': None,
     'model.test_cfg.use_influence': False,
 }
+# the full architecture without influence and attention
+NOINF_OVERRIDES = {
+    'model.attention': None,
+    'model.influence_cfg': None,
+    'model.test_cfg.use_influence': False,
+}
+GOAL = 1.10
+ROWS = ('base', 'igcam-noinf', 'igcam-k1', 'igcam-norm-eval')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument(
-        '--reps',
-        type=int,
-        default=5,
-        help='timed blocks per model (default 5)')
-    p.add_argument(
-        '--iters',
-        type=int,
-        default=2,
-        help='training iterations per block (default 2)')
-    p.add_argument(
-        '--batch',
-        type=int,
-        default=16,
-        help='training batch (default 16, as the configs)')
-    p.add_argument(
-        '--size',
-        type=int,
-        default=128,
-        help='training / FLOPs input size (default 128)')
-    p.add_argument(
-        '--proposals',
-        type=int,
-        default=300,
-        help='random boxes per image for the igcam+proposals '
-        'variant; 0 skips it (default 300)')
-    p.add_argument(
-        '--rows',
-        nargs='*',
-        default=['ms'],
-        choices=ROWS,
-        help='ablation rows also timed (default: ms, the '
-        'multi-scale architecture without influence)')
-    p.add_argument(
-        '--voc-size',
-        type=int,
-        default=512,
-        help='input size for the VOC config FLOPs (default 512)')
-    p.add_argument(
-        '--no-complexity',
-        action='store_true',
-        help='skip the parameter / FLOPs table')
+        '--families',
+        nargs='+',
+        default=['demo', 'voc'],
+        choices=['demo', 'voc'],
+        help='config families to time (default: both)')
+    p.add_argument('--reps', type=int, default=5,
+                   help='timed blocks per model, demo (default 5)')
+    p.add_argument('--iters', type=int, default=2,
+                   help='iterations per block, demo (default 2)')
+    p.add_argument('--batch', type=int, default=16,
+                   help='demo batch (default 16, as the configs)')
+    p.add_argument('--size', type=int, default=128,
+                   help='demo input size (default 128)')
+    p.add_argument('--voc-reps', type=int, default=3,
+                   help='timed blocks per model, voc (default 3)')
+    p.add_argument('--voc-iters', type=int, default=1,
+                   help='iterations per block, voc (default 1)')
+    p.add_argument('--voc-batch', type=int, default=2,
+                   help='voc batch for both sides (default 2; configs: 16)')
+    p.add_argument('--voc-size', type=int, default=256,
+                   help='voc input size for both sides (default 256)')
+    p.add_argument('--voc-flops-size', type=int, default=512,
+                   help='voc FLOPs also at this size (default 512)')
+    p.add_argument('--proposals', type=int, default=300,
+                   help='random boxes per image where proposals are used '
+                   '(default 300; 0: none)')
+    p.add_argument('--rows', nargs='*',
+                   default=['base', 'igcam-noinf', 'igcam-k1'],
+                   choices=ROWS,
+                   help='extra demo rows (default: all three)')
+    p.add_argument('--voc-rows', nargs='*', default=['base'], choices=ROWS,
+                   help='extra voc rows (default: base)')
+    p.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
+                   help="'wall' (perf_counter, default) or 'cpu' (CPU time "
+                   'of this process: steadier on a shared machine)')
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch threads (default: torch\'s choice)')
+    p.add_argument('--ablation-table', action='store_true',
+                   help='also print params / FLOPs of every demo ablation '
+                   'config')
     return p.parse_args(argv)
 
 
@@ -270,14 +259,6 @@ def influence_hook_cfg(cfg: Config) -> Optional[dict]:
     return None
 
 
-def switch_refreshes(cfg: Config) -> int:
-    """Refreshes at stage switches (``StageSwitchHook.switch_at``)."""
-    for hook in cfg.get('custom_hooks', []) or []:
-        if hook.get('type') == 'StageSwitchHook':
-            return len(hook.get('switch_at', []) or [])
-    return 0
-
-
 def prime_influence(model, num: int = 32, seed: int = 0) -> None:
     """Give every scale a (random) curvature and solve: maps are on.
 
@@ -299,65 +280,110 @@ def prime_influence(model, num: int = 32, seed: int = 0) -> None:
 
 
 # ----------------------------------------------------------------- timing
-def row_cfg(row: str) -> str:
-    return osp.join(
-        CFG_DIR, f'igcam-ablation-{row}_effl0-fpn_1xb16-300it_'
-        'demo-128x128.py')
-
-
 def loads_proposals(cfg: Config) -> bool:
     """Whether the training pipeline of a config loads proposals."""
     pipe = cfg.train_dataloader.dataset.get('pipeline', None) or []
     return any('LoadProposals' in str(t.get('type', '')) for t in pipe)
 
 
-def time_training(args) -> Dict[str, float]:
-    """Interleaved training-step timing; prints the ratio lines."""
+def m_has_influence(model) -> bool:
+    return bool(getattr(model, 'influence', None))
+
+
+def family_entries(family: str, args) -> Tuple[Dict[str, tuple], int, int]:
+    """``name -> (config, proposals per image)``, batch and size."""
+    if family == 'demo':
+        batch, size = args.batch, args.size
+        igcam, cam = load_cfg(FULL_CFG), load_cfg(CAM_D16_CFG)
+    else:
+        batch, size = args.voc_batch, args.voc_size
+        igcam, cam = load_cfg(VOC_CFG), load_cfg(CAM_VOC_CFG)
+        cam.model.backbone.depth = 101
+    props = args.proposals if loads_proposals(igcam) else 0
+    entries = {'cam': (cam, 0), 'igcam': (igcam, props)}
+    if family == 'demo' and args.proposals > 0 and props == 0:
+        entries['igcam+proposals'] = (igcam, args.proposals)
+    for row in (args.rows if family == 'demo' else args.voc_rows):
+        cfg = load_cfg(igcam.filename)
+        if row == 'base':
+            cfg.merge_from_dict(BASE_OVERRIDES)
+            entries[row] = (cfg, 0)
+        elif row == 'igcam-noinf':
+            cfg.merge_from_dict(NOINF_OVERRIDES)
+            entries[row] = (cfg, props)
+        elif row == 'igcam-k1':
+            cfg.model.influence_cfg.curvature_interval = 1
+            entries[row] = (cfg, props)
+        elif row == 'igcam-norm-eval':
+            # frozen BN statistics (as IRN's CAM): the training forward is
+            # the eval state, so the curvature needs no extra forward
+            cfg.model.backbone.norm_eval = True
+            entries[row] = (cfg, props)
+    for cfg, _ in entries.values():
+        cfg.model.data_preprocessor.size = (size, size)
+    return entries, batch, size
+
+
+def time_family(family: str, args) -> Dict[str, float]:
+    """Interleaved training-step timing of one family; prints its lines."""
     from mmwsss.engine.hooks import preserved_rng_state
 
-    full_cfg = load_cfg(FULL_CFG)
+    entries, batch, size = family_entries(family, args)
+    reps = args.reps if family == 'demo' else args.voc_reps
+    iters = args.iters if family == 'demo' else args.voc_iters
+    full_cfg = entries['igcam'][0]
     num_classes = full_cfg.model.cam_head.num_classes
-    # name -> (config, proposals per image)
-    entries = {
-        'cam': (load_cfg(BASE_CFG), 0),
-        'igcam': (full_cfg, 0),
-        'cam-d16': (load_cfg(CAM_D16_CFG), 0)
-    }
-    if args.proposals > 0:
-        entries['igcam+proposals'] = (full_cfg, args.proposals)
-    for row in args.rows:
-        cfg = load_cfg(row_cfg(row))
-        entries[f'row-{row}'] = (cfg,
-                                 args.proposals if loads_proposals(cfg) else 0)
+    hook = influence_hook_cfg(full_cfg) or {}
+    interval = int(hook.get('interval', 100))
+    cfg_batch = int(full_cfg.train_dataloader.batch_size)
+    num_val = max(1, math.ceil(
+        int(hook.get('num_samples', 32)) * batch / cfg_batch))
     torch.manual_seed(0)
-    models, batches, optims, val = {}, {}, {}, {}
+    models, batches, optims, val, kint = {}, {}, {}, {}, {}
     for name, (cfg, props) in entries.items():
         models[name] = build_model(cfg)
         models[name].train()
         optims[name] = build_optim_wrapper(models[name], cfg.optim_wrapper)
-        # the same images and labels for every model (seed 0)
-        batches[name] = make_batch(
-            args.batch, args.size, num_classes, proposals=props)
-    hook = influence_hook_cfg(full_cfg)
-    interval = int(hook.get('interval', 100))
-    num_val = int(hook.get('num_samples', 32))
-    with_influence = [n for n, m in models.items() if m_has_influence(m)]
-    for name in with_influence:
-        val[name] = make_batch(
-            num_val,
-            args.size,
-            num_classes,
-            proposals=entries[name][1],
-            seed=100)
+        batches[name] = make_batch(batch, size, num_classes, proposals=props)
+        if m_has_influence(models[name]):
+            val[name] = make_batch(
+                num_val, size, num_classes, proposals=props, seed=100)
+            kint[name] = int(
+                models[name].influence_cfg['curvature_interval'])
+    # a block holds whole curvature periods (the eval forward included)
+    for name, k in kint.items():
+        if iters % k and k <= iters:
+            raise SystemExit(f'{name}: iterations per block ({iters}) '
+                             f'must be a multiple of curvature_interval {k}')
 
     def step(name: str) -> None:
         models[name].train_step(batches[name], optims[name])
 
+    clock = time.process_time if args.clock == 'cpu' else time.perf_counter
+
     def refresh(name: str) -> float:
-        t0 = time.perf_counter()
+        t0 = clock()
         with preserved_rng_state():
             models[name].refresh_influence(val[name])
-        return time.perf_counter() - t0
+        return clock() - t0
+
+    def block(name: str) -> float:
+        model = models[name]
+        if name in kint:
+            k = kint[name]
+            if iters < k:  # time one eval-forward step and k-1 plain ones
+                model._curvature_calls = 0
+                t0 = clock()
+                step(name)
+                t1 = clock()
+                step(name)  # a step without the eval forward
+                t2 = clock()
+                return ((t1 - t0) + (k - 1) * (t2 - t1)) / k
+            model._curvature_calls = 0
+        t0 = clock()
+        for _ in range(iters):
+            step(name)
+        return (clock() - t0) / iters
 
     # one curvature update, then a refresh: influence maps from here on
     for name in models:
@@ -366,80 +392,76 @@ def time_training(args) -> Dict[str, float]:
             refresh(name)
             assert models[name].influence_valid
             models[name].train()
-
-    def block(name: str) -> float:
-        t0 = time.perf_counter()
-        for _ in range(args.iters):
-            step(name)
-        return (time.perf_counter() - t0) / args.iters
-
     for name in models:  # warm-up
         block(name)
     times: Dict[str, List[float]] = {name: [] for name in models}
     refresh_times: Dict[str, List[float]] = {name: [] for name in val}
-    for _ in range(args.reps):
+    for _ in range(reps):
         for name in models:
             times[name].append(block(name))
         for name in val:
             refresh_times[name].append(refresh(name))
             models[name].train()
-    med = {name: statistics.median(v) for name, v in times.items()}
-    ref = {name: statistics.median(v) for name, v in refresh_times.items()}
-    max_iters = int(full_cfg.train_cfg.get('max_iters', 0) or 0)
-    n_switch = switch_refreshes(full_cfg)
+    med = {n: statistics.median(v) for n, v in times.items()}
+    ref = {n: statistics.median(v) for n, v in refresh_times.items()}
+    total = {n: med[n] + ref.get(n, 0.0) / interval for n in med}
 
-    print(f'device: cpu, torch threads {torch.get_num_threads()}, batch '
-          f'{args.batch} x {args.size}x{args.size}, EfficientNet-Lite0, '
-          f'{args.reps} blocks x {args.iters} iterations per model, '
-          f'interleaved ({" ".join(models)})')
-    print(f'cam_iter_ms: {1000 * med["cam"]:.1f}')
-    goal = '(goal <= 1.10; paper claims 1.15-1.20)'
+    backbone = 'EfficientNet-Lite0' if family == 'demo' else 'ResNet-101'
+    print(f'[{family}] {backbone}, batch {batch} x {size}x{size} for every '
+          f'model, torch threads {torch.get_num_threads()}, {args.clock} '
+          f'clock, {reps} blocks x '
+          f'{iters} iterations per model, interleaved ({" ".join(models)})')
+    if family == 'voc':
+        print(f'[{family}] reduced from the configs\' batch {cfg_batch} at '
+              '512x512 on both sides of every ratio (CPU time)')
     for name in models:
-        if name in ('cam', 'cam-d16'):
-            continue
-        key = name.replace('+', '_').replace('-', '_')
+        line = f'{family}_{name}_iter_ms: {1000 * total[name]:.1f}'
+        if name in ref:
+            line += (f' (step {1000 * med[name]:.1f} + refresh '
+                     f'{1000 * ref[name]:.1f} on {num_val} images / '
+                     f'{interval}; curvature every {kint[name]})')
         props = entries[name][1]
-        if name not in ref:
-            print(f'{key}_iter_ms: {1000 * med[name]:.1f} ({props} '
-                  'proposals, no influence)')
-            print(f'{key}_iter_ratio: {med[name] / med["cam"]:.3f}')
+        if props:
+            line += f' [{props} proposals]'
+        print(line)
+    for name in models:
+        if name == 'cam':
             continue
-        amort = ref[name] / interval
-        total = med[name] + amort
-        print(f'{key}_train_step_ms: {1000 * med[name]:.1f} ({props} '
-              'proposals; curvature EMA and influence maps included, '
-              'refreshes not)')
-        print(f'{key}_refresh_ms: {1000 * ref[name]:.1f} (InfluenceHook '
-              f'refresh on {num_val} validation images)')
-        print(f'{key}_refresh_interval: {interval}')
-        print(f'{key}_iter_ms: {1000 * total:.1f} (train step + refresh / '
-              'interval)')
-        print(f'{key}_iter_ratio: {total / med["cam"]:.3f}' +
-              (f' {goal}' if name == 'igcam' else ''))
-        if max_iters and n_switch:
-            per_iter = (max_iters // interval + n_switch) / max_iters
-            with_sw = med[name] + ref[name] * per_iter
-            print(f'{key}_iter_ratio_with_switches: '
-                  f'{with_sw / med["cam"]:.3f} ({max_iters // interval} '
-                  f'interval + {n_switch} stage-switch refreshes in '
-                  f'{max_iters} iterations)')
-    if 'igcam' in ref:
-        total = med['igcam'] + ref['igcam'] / interval
-        print(f'cam_d16_iter_ms: {1000 * med["cam-d16"]:.1f} (the IRN-style '
-              'CAM classifier of configs/cam, output stride 16)')
-        print(f'igcam_over_cam_d16_ratio: {total / med["cam-d16"]:.3f} '
-              '(IG-CAM against the stride-16 CAM that WSSS baselines train; '
-              'the goal line above divides by the stride-32 "Base" row)')
-    if 'row-ms' in med and 'igcam' in ref:
-        # the same 4-scale architecture without attention and influence
-        total = med['igcam'] + ref['igcam'] / interval
-        print(f'igcam_over_ms_ratio: {total / med["row-ms"]:.3f} (cost of '
-              'the influence work and the attention alone)')
-    return med
-
-
-def m_has_influence(model) -> bool:
-    return bool(getattr(model, 'influence', None))
+        ratio = total[name] / total['cam']
+        tail = ''
+        if name == 'igcam':
+            tail = (f' (goal <= {GOAL:.2f}: '
+                    f'{"met" if ratio <= GOAL else "NOT met"})')
+        print(f'{family}_{name}_over_cam_ratio: {ratio:.3f}{tail}')
+    if 'base' in total:
+        print(f'{family}_igcam_over_base_ratio: '
+              f'{total["igcam"] / total["base"]:.3f} (against IG-CAM with '
+              'every part off, one level at 1/32)')
+    if 'igcam-noinf' in total:
+        print(f'{family}_influence_share: '
+              f'{total["igcam"] / total["igcam-noinf"]:.3f} (full / same '
+              'architecture without influence and attention)')
+    # complexity beside the times
+    sizes = [size] if family == 'demo' else [size, args.voc_flops_size]
+    for name in ('cam', 'base', 'igcam'):
+        if name not in entries:
+            continue
+        cfg, props = entries[name]
+        train_gflops = count_train(models[name], optims[name],
+                                   batches[name])
+        print(f'{family}_{name}_train_step: {train_gflops:.2f} GFLOPs '
+              f'(forward + backward of batch {batch} at {size}x{size}'
+              + (', without the 1-in-k curvature forward' if name in kint
+                 else '') + ')')
+        for sz in sizes:
+            cfg.model.data_preprocessor.size = (sz, sz)
+            torch.manual_seed(0)
+            model = build_model(cfg)
+            params, gflops = count(model, sz, num_classes, props)
+            print(f'{family}_{name}_complexity: params {params:.3f} M, '
+                  f'forward {gflops:.3f} GFLOPs at 1x3x{sz}x{sz}')
+            del model
+    return total
 
 
 # ------------------------------------------------------------- complexity
@@ -455,6 +477,19 @@ def count(model, size: int, num_classes: int, proposals: int) -> tuple:
         with flops:
             model._forward(data['inputs'], data['data_samples'])
     return params, flops.get_total_flops() / 1e9
+
+
+def count_train(model, optim_wrapper, batch: dict) -> float:
+    """GFLOPs of one ``train_step`` (forward + backward; the optimiser's
+    elementwise work is not counted), curvature forward left out."""
+    if m_has_influence(model):
+        k = int(model.influence_cfg['curvature_interval'])
+        model._curvature_calls = 1 if k > 1 else 0
+    model.train()
+    flops = FlopCounterMode(display=False)
+    with flops:
+        model.train_step(batch, optim_wrapper)
+    return flops.get_total_flops() / 1e9
 
 
 def complexity(args) -> None:
@@ -474,7 +509,8 @@ def complexity(args) -> None:
     runs = [(p, None) for p in paths] + [(VOC_CFG, 'base'), (VOC_CFG, None),
                                          (CAM_VOC_CFG, 'r101')]
     for path, variant in runs:
-        size = args.voc_size if path in (VOC_CFG, CAM_VOC_CFG) else args.size
+        size = args.voc_flops_size if path in (VOC_CFG, CAM_VOC_CFG) \
+            else args.size
         cfg = load_cfg(path)
         name = osp.splitext(osp.basename(path))[0]
         if variant == 'base':
@@ -495,14 +531,20 @@ def complexity(args) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.reps < 1 or args.iters < 1 or args.batch < 1:
-        raise SystemExit('--reps, --iters and --batch must be >= 1')
+    for v in (args.reps, args.iters, args.batch, args.voc_reps,
+              args.voc_iters, args.voc_batch):
+        if v < 1:
+            raise SystemExit('--reps, --iters and --batch (and the --voc-* '
+                             'ones) must be >= 1')
+    if args.threads:
+        torch.set_num_threads(args.threads)
     register_all_modules()
     # build_optim_wrapper logs every parameter group at INFO
     MMLogger.get_current_instance().setLevel(logging.WARNING)
     t0 = time.perf_counter()
-    time_training(args)
-    if not args.no_complexity:
+    for family in args.families:
+        time_family(family, args)
+    if args.ablation_table:
         complexity(args)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f'peak memory: {rss / 1024:.0f} MiB (ru_maxrss of this process)')

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine import Config
+from mmengine.optim import build_optim_wrapper
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
@@ -104,3 +105,44 @@ def test_config_builds_and_steps(cfg_path, tmp_path):
         out = model.predict(data['inputs'], data['data_samples'])
     assert out[0].pred_sem_seg.data.shape[-2:] == (64, 64)
     assert int(out[0].pred_sem_seg.data.max()) < num_classes
+
+
+@pytest.mark.parametrize('cfg_path, batch, num_classes', [
+    ('configs/igcam/igcam_r101-fpn_1xb16-20k_voc12aug-512x512.py', 16, 21),
+    ('configs/igcam/igcam_r101-fpn_1xb8-80k_coco14-512x512.py', 8, 81),
+])
+def test_igcam_paper_recipes(cfg_path, batch, num_classes):
+    """The IG-CAM VOC and COCO recipes keep the paper's settings (sec. 4.1,
+    suppl. Table 5; built and stepped by the test above)."""
+    cfg = Config.fromfile(str(ROOT / cfg_path))
+    model = cfg.model
+    assert model.backbone.type == 'mmseg.ResNetV1c'
+    assert model.backbone.depth == 101
+    assert model.neck.type == 'mmseg.FPN' and model.neck.num_outs == 4
+    assert model.data_preprocessor.size == (512, 512)
+    assert cfg.train_dataloader.batch_size == batch
+    assert model.cam_head.num_classes == num_classes
+    opt = cfg.optim_wrapper.optimizer
+    assert (opt.type, opt.lr, opt.weight_decay) == ('Adam', 1e-4, 5e-4)
+    assert opt.fused  # the one-kernel Adam: builds and steps on the CPU
+    model.data_preprocessor.size = (64, 64)
+    net = MODELS.build(model)
+    optim = build_optim_wrapper(net, cfg.optim_wrapper)
+    torch.manual_seed(0)
+    inputs = [torch.randint(0, 255, (3, 64, 64)).float() for _ in range(2)]
+    losses = net.train_step(
+        dict(inputs=inputs, data_samples=_samples(num_classes, 64)), optim)
+    assert torch.isfinite(sum(v for k, v in losses.items() if 'loss' in k))
+    assert model.influence_cfg.damping == 1e-3
+    # issue #18: learned scale weights, one proposal rule, eval-mode
+    # curvature, the influence map (not the |CAM| control)
+    head = model.cam_head
+    assert head.scale_fusion == 'learned'
+    assert head.train_select == head.test_select == 'rank'
+    assert model.influence_cfg.curvature_mode == 'eval'
+    assert model.influence_cfg.map_source == 'influence'
+    hooks = {h['type']: h for h in cfg.custom_hooks}
+    assert {'SafeCheckpointHook', 'InfluenceHook',
+            'StageSwitchHook'} <= set(hooks)
+    assert hooks['InfluenceHook']['num_samples'] == 32
+    assert hooks['InfluenceHook']['interval'] == 100

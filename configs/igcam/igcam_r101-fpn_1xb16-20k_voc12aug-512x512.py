@@ -63,9 +63,11 @@ test_dataloader = val_dataloader
 
 # ------------------------------------------------------ IG-CAM stages
 # Influence validation pool: train_aug minus the VOC ``train`` images the
-# seeds are reported on (``exclude``; InfluenceHook also checks that the
-# chosen images are disjoint from test_dataloader's split). VOC has no
-# held-out image-label split, so these 32 images are still training images.
+# seeds are reported on (``exclude``). InfluenceHook checks that the chosen
+# images are disjoint from every reported split: test_dataloader's (VOC
+# train, the seeds) and ``reported_splits`` (VOC val, where the final
+# segmentation model is scored). VOC has no held-out image-label split, so
+# these 32 images are still training images.
 voc_root = 'data/VOCdevkit/VOC2012'
 influence_val_pipeline = [
     dict(type='mmseg.LoadImageFromFile'),
@@ -97,6 +99,7 @@ custom_hooks = [
             label_source='xml',
             pipeline=influence_val_pipeline),
         exclude=voc_root + '/ImageSets/Segmentation/train.txt',
+        reported_splits=[voc_root + '/ImageSets/Segmentation/val.txt'],
         num_samples=32,
         seed=0,
         interval=100,

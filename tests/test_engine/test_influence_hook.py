@@ -299,6 +299,16 @@ def test_influence_split_disjoint_from_every_reported_split(
         reported_splits=[rest_file])
     with pytest.raises(ValueError, match='reported split'):
         hook.build_batch(runner)
+    # a relative split file is looked up under the dataset's data_root
+    hook = InfluenceHook(
+        val, num_samples=3, seed=1,
+        reported_splits=['ImageSets/Segmentation/val.txt'])
+    with pytest.raises(ValueError, match='reported split'):
+        hook.build_batch(runner)
+    hook = InfluenceHook(
+        val, num_samples=3, seed=1, reported_splits=['nowhere/val.txt'])
+    with pytest.raises(FileNotFoundError, match='nowhere/val.txt'):
+        hook.build_batch(runner)
     with pytest.raises(TypeError):
         InfluenceHook(val, reported_splits=[['a', 'b']])
 

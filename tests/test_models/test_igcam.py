@@ -241,6 +241,10 @@ def test_learned_scale_weights_closed_form():
         assert torch.allclose(o.fused_logits, ref)
         t = torch.tensor([[1., 0., 1.], [0., 1., 0.]])
         assert set(off.loss_by_feat(o, t)) == {'loss_ig', 'acc_cls'}
+    # one scale: gamma = 1, nothing to learn or log
+    one = _head(num_scales=1)
+    t = torch.tensor([[1., 0., 1.], [0., 1., 0.]])
+    assert set(one.loss_by_feat(one([feats[0]]), t)) == {'loss_ig', 'acc_cls'}
     with pytest.raises(ValueError):
         _head(scale_fusion='sum')
     with pytest.raises(ValueError):
@@ -544,8 +548,9 @@ def test_segmentor_loss_alpha_gradient_and_curvature(mode):
     losses = model.loss(data['inputs'], data['data_samples'])
     assert set(losses) == {
         'loss_ig', 'loss_ig_fused', 'loss_consistency', 'loss_boundary',
-        'acc_cls'
+        'acc_cls', 'gamma_s0', 'gamma_s1', 'gamma_s2', 'gamma_s3'
     }
+    assert float(losses['gamma_s2']) == pytest.approx(0.25)  # uniform
     # the eval-mode curvature forward leaves BN statistics and the modes
     # as the training forward alone does (one batch tracked)
     assert int(bn.num_batches_tracked) == bn_before[1] + 1
@@ -752,6 +757,44 @@ def test_cam_magnitude_control_swaps_the_map():
     assert torch.allclose(a.fused_cam, c.fused_cam, atol=1e-6)
     with pytest.raises(ValueError, match='map_source'):
         MODELS.build(_model_cfg(influence_cfg=dict(map_source='saliency')))
+
+
+def test_frozen_bn_needs_no_extra_curvature_forward():
+    """With every BN frozen (norm_eval) the training forward is the eval
+    state: the curvature uses it (one forward per loss call, not two) and
+    equals the eval-mode replay; with BN training there are two."""
+    for norm_eval, forwards in ((True, 1), (False, 2)):
+        torch.manual_seed(0)
+        cfg = _model_cfg(influence_cfg=dict(momentum=1.0))
+        cfg['backbone'] = dict(cfg['backbone'], norm_eval=norm_eval)
+        model = MODELS.build(cfg)
+        model.cam_head.num_proposals = None
+        model.train()
+        assert model.train_forward_is_eval() == norm_eval
+        calls = []
+        run = model._run
+        model._run = lambda *a: calls.append(1) or run(*a)
+        data = model.data_preprocessor(_batch(2), training=True)
+        model.loss(data['inputs'], data['data_samples'])
+        assert len(calls) == forwards
+        labels = model.cam_head.targets(data['data_samples'])
+        boxes = [d.proposals.bboxes for d in data['data_samples']]
+        model.eval()
+        with torch.no_grad():
+            out, _, _, _ = run(data['inputs'], labels, boxes, (64, 64))
+        for s, inf in enumerate(model.influence):
+            ref = classifier_hessian(
+                out.pooled[s].double(), out.logits[s].double(), False,
+                loss_weight=0.25)
+            assert torch.allclose(inf.curvature.hessian(), ref, atol=1e-6)
+    # an active dropout in training mode is mode-dependent too
+    cfg['backbone'] = dict(cfg['backbone'], norm_eval=True)
+    model = MODELS.build(cfg)
+    model.cam_head.drop = nn.Dropout(0.1)
+    model.train()
+    assert not model.train_forward_is_eval()
+    model.cam_head.drop.p = 0.0
+    assert model.train_forward_is_eval()
 
 
 def test_curvature_interval_updates_every_k_with_scaled_momentum():

@@ -5,6 +5,15 @@
 # curvature and validation solve) lives in the segmentor and is refreshed
 # by a hook calling ``model.refresh_influence(val_batch)``; until the first
 # refresh the influence maps are uniform and the sample weights are 1.
+#
+# Issue #18 defaults: learned scale weights gamma_s in the fused CAM and
+# logit (scale_fusion='learned'; 'mean' / 'max' turn them off), the same
+# proposal rule in training and test (top 64 by rank), the classifier
+# curvature taken in eval mode like the validation gradients (one no-grad
+# eval forward every curvature_interval=10 iterations, EMA memory kept at
+# about 100 iterations), the boundary loss at >= 1/8 resolution on the
+# unpadded area, and the influence map as the map source ('cam_magnitude'
+# is the |CAM| saliency control).
 norm_cfg = dict(type='BN', requires_grad=True)
 data_preprocessor = dict(
     type='mmseg.SegDataPreProcessor',
@@ -45,13 +54,14 @@ model = dict(
         num_scales=4,
         bias=False,
         num_proposals=64,
-        train_select='random',
+        train_select='rank',
         test_select='rank',
         add_whole_image=True,
         alpha_mode='feature',
         use_beta=True,
         cam_mode='coverage',
-        scale_fusion='mean',
+        scale_fusion='learned',
+        fused_loss='gamma',
         loss_cls=dict(
             type='InfluenceWeightedBCELoss',
             eps=0.01,
@@ -61,9 +71,18 @@ model = dict(
             type='MultiScaleConsistencyLoss', distance='l2',
             loss_weight=0.5),
         loss_boundary=dict(
-            type='BoundaryAlignmentLoss', mode='l1', loss_weight=0.3)),
+            type='BoundaryAlignmentLoss',
+            mode='l1',
+            max_stride=8,
+            loss_weight=0.3)),
     influence_cfg=dict(
-        momentum=0.01, damping=1e-3, weight_decay=0.0, grid=32),
+        momentum=0.01,
+        damping=1e-3,
+        weight_decay=0.0,
+        grid=32,
+        curvature_mode='eval',
+        curvature_interval=10,
+        map_source='influence'),
     test_cfg=dict(
         scales=(1.0, ),
         flip=False,

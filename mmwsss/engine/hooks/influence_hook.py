@@ -68,12 +68,35 @@ def _build_dataset(cfg: Union[dict, Dataset],
     return DATASETS.build(cfg)
 
 
-def _ids_from(source: IdSource) -> Optional[List[str]]:
-    """Image ids from a split file, a dataset config or a list of ids."""
+def _split_path(path: str, data_root: Optional[str] = None) -> str:
+    """A split file as given, else relative to ``data_root``.
+
+    Raises:
+        FileNotFoundError: Naming every path tried.
+    """
+    if osp.isfile(path):
+        return path
+    tried = [path]
+    if data_root and not osp.isabs(path):
+        joined = osp.join(data_root, path)
+        if osp.isfile(joined):
+            return joined
+        tried.append(joined)
+    raise FileNotFoundError(
+        f'InfluenceHook: split file not found (tried {", ".join(tried)})')
+
+
+def _ids_from(source: IdSource,
+              data_root: Optional[str] = None) -> Optional[List[str]]:
+    """Image ids from a split file, a dataset config or a list of ids.
+
+    A split file path that does not exist as given is looked up under
+    ``data_root`` (the influence dataset's).
+    """
     if source is None:
         return None
     if isinstance(source, str):
-        with open(source, encoding='utf-8') as f:
+        with open(_split_path(source, data_root), encoding='utf-8') as f:
             return [line.strip() for line in f if line.strip()]
     if isinstance(source, (dict, Dataset)):
         return image_ids(_build_dataset(source, pipeline=[]))
@@ -168,7 +191,9 @@ class InfluenceHook(Hook):
             split file (one id per line) or a dataset config, e.g. the val
             split the final segmentation model trained on the pseudo-labels
             is scored on (another config, so ``'auto'`` cannot see it).
-            Defaults to none.
+            Defaults to none. Split files (here and in ``exclude`` /
+            ``report_split``) that do not exist as given are looked up
+            under ``val_dataset``'s ``data_root``.
         mix_warmup (int): Iterations of the ``mix`` ramp; 0 disables it.
             Defaults to 0.
         sync (bool): Synchronise the state over ranks. Defaults to True.
@@ -243,6 +268,12 @@ class InfluenceHook(Hook):
         out += [(_describe(s), s) for s in self.reported_splits]
         return out
 
+    def _data_root(self) -> Optional[str]:
+        ds = self.val_dataset
+        if isinstance(ds, dict):
+            return ds.get('data_root', None)
+        return getattr(ds, 'data_root', None)
+
     def check_disjoint(self, runner, ids: Sequence[str]) -> None:
         """Raise if ``ids`` meet a reported split.
 
@@ -251,7 +282,7 @@ class InfluenceHook(Hook):
         """
         for name, source in self._report_sources(runner):
             try:
-                assert_disjoint(ids, _ids_from(source))
+                assert_disjoint(ids, _ids_from(source, self._data_root()))
             except ValueError as e:
                 raise ValueError(
                     f'InfluenceHook: {e} ({name}). Give val_dataset a split '
@@ -270,7 +301,8 @@ class InfluenceHook(Hook):
         with preserved_rng_state(self.seed):
             dataset = _build_dataset(self.val_dataset)
             ids = image_ids(dataset)
-            banned_ids = set(_ids_from(self.exclude) or ())
+            banned_ids = set(
+                _ids_from(self.exclude, self._data_root()) or ())
             banned = [i for i, x in enumerate(ids) if x in banned_ids]
             num_classes = len(dataset.metainfo['classes'])
             labels = torch.zeros(len(ids), num_classes)

@@ -142,8 +142,9 @@ class InstanceGuidedCAMHead(BaseModule):
     reach the classifiers and features too (the per-scale curvature then
     ignores that term); ``'none'`` adds no such loss (``gamma`` is then
     learned only through losses on the fused CAM, e.g. the boundary loss).
-    The fused loss is reported as ``<loss_cls name>_fused`` and has no
-    effect for the parameter-free fusions with ``'gamma'``.
+    The fused loss is reported as ``<loss_cls name>_fused``; with
+    ``'gamma'`` it is left out when there is nothing to learn (the
+    parameter-free fusions, or one scale, where ``gamma = 1``).
 
     Args:
         in_channels (int): Channels of every scale. Defaults to 256.
@@ -584,9 +585,10 @@ class InstanceGuidedCAMHead(BaseModule):
         Returns:
             dict: ``loss_ig`` (or the classification loss's name), its
             ``_fused`` variant (see ``fused_loss``), ``loss_consistency``
-            and ``loss_boundary`` when configured, and ``acc_cls``
-            (exact-match accuracy of the fused logits against the targets
-            rounded at 0.5).
+            and ``loss_boundary`` when configured, ``acc_cls`` (exact-match
+            accuracy of the fused logits against the targets rounded at
+            0.5) and, with learned scale weights, ``gamma_s{s}`` (logged,
+            not optimised).
         """
         targets = targets.to(outputs.fused_logits.dtype)
         cls = sum(
@@ -596,7 +598,8 @@ class InstanceGuidedCAMHead(BaseModule):
         fused = None
         if self.fused_loss == 'all':
             fused = outputs.fused_logits
-        elif self.fused_loss == 'gamma' and self.scale_logits is not None:
+        elif self.fused_loss == 'gamma' and self.scale_logits is not None \
+                and self.num_scales > 1:
             fused = self.fuse_logits([z.detach() for z in outputs.logits])
         if fused is not None:
             losses[self.loss_cls.loss_name + '_fused'] = self.loss_cls(
@@ -614,6 +617,10 @@ class InstanceGuidedCAMHead(BaseModule):
         with torch.no_grad():
             acc = ((outputs.fused_logits > 0) == (targets > 0.5)).all(
                 dim=1).float().mean()
+            if self.scale_logits is not None and self.num_scales > 1:
+                # logged next to the losses: do they leave uniform?
+                for s, g in enumerate(self.scale_weights):
+                    losses[f'gamma_s{s}'] = g.detach()
         losses['acc_cls'] = acc
         return losses
 

@@ -4,6 +4,7 @@ from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 from mmengine import dist
 from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
                          OptSampleList, SampleList)
@@ -25,7 +26,7 @@ DEFAULT_INFLUENCE_CFG = dict(
     mix=1.0,
     sample_weights=True,
     curvature_mode='eval',
-    curvature_interval=1,
+    curvature_interval=10,
     map_source='influence')
 CURVATURE_MODES = ('eval', 'train')
 MAP_SOURCES = ('influence', 'cam_magnitude')
@@ -71,7 +72,11 @@ class IGCAMSegmentor(CAMSegmentor):
       with ``curvature_interval = k``: one update every ``k`` iterations,
       with the EMA momentum per update raised to ``1 - (1 - momentum)^k`` so
       that the memory of the EMA in iterations (about ``1 / momentum``) does
-      not depend on ``k``. The paper keeps "a running approximation" and
+      not depend on ``k``. When no module in training mode behaves
+      differently from eval mode (:meth:`train_forward_is_eval`: every BN
+      frozen, e.g. ``norm_eval=True``, no active dropout or drop path), the
+      training forward already is that state and its features are used,
+      without the extra forward. The paper keeps "a running approximation" and
       updates it "each iteration" (sec. 3.4, 3.7); ``k > 1`` keeps the
       running EMA and its memory but sees fewer training batches;
     - **solve**: :meth:`refresh_influence` (called by a hook every N
@@ -208,6 +213,27 @@ class IGCAMSegmentor(CAMSegmentor):
         m = float(self.influence_cfg['momentum'])
         k = int(self.influence_cfg['curvature_interval'])
         return 1.0 - (1.0 - m)**k
+
+    def train_forward_is_eval(self) -> bool:
+        """Whether a forward now computes what an eval-mode forward would.
+
+        False when a module in training mode has running statistics (BN
+        that is not frozen: ``running_mean`` is not None) or drops
+        activations (``torch.nn`` dropouts with ``p > 0``, mmcv / timm
+        ``DropPath`` with ``drop_prob > 0``). The proposal choice of the
+        head depends on the mode too, but :meth:`update_curvature` gets the
+        proposals already chosen.
+        """
+        for m in self.modules():
+            if not m.training:
+                continue
+            if getattr(m, 'running_mean', None) is not None:
+                return False
+            if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+                return False
+            if float(getattr(m, 'drop_prob', 0) or 0) > 0:
+                return False
+        return True
 
     @contextmanager
     def _eval_mode(self) -> Iterator[None]:
@@ -362,8 +388,9 @@ class IGCAMSegmentor(CAMSegmentor):
             train_out (IGCAMOutputs, optional): The training forward's
                 outputs, used with ``curvature_mode='train'``.
         """
-        if self.influence_cfg['curvature_mode'] == 'eval' or \
-                train_out is None:
+        if train_out is None or (
+                self.influence_cfg['curvature_mode'] == 'eval'
+                and not self.train_forward_is_eval()):
             with self._eval_mode():
                 out, _, _, _ = self._run(inputs, labels, proposals,
                                          tuple(inputs.shape[-2:]))

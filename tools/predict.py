@@ -57,8 +57,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     model = init_model(args.config, args.checkpoint, args.device,
                        args.cfg_options)
     result = predict_images(model, images, args.out, overlay=args.overlay)
-    print(f'{result["written"]} written, {result["skipped"]} already done, '
-          f'in {args.out}', file=sys.stderr)
+    print(
+        f'{result["written"]} written, {result["skipped"]} already done, '
+        f'in {args.out}',
+        file=sys.stderr)
     return result
 
 

@@ -47,8 +47,7 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=25, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval=100,
-        max_keep_ckpts=1),
+        type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='mmseg.SegVisualizationHook'))
 # CAM overlays of the first 4 training images every 100 iterations, in
@@ -58,9 +57,6 @@ custom_hooks = [
     dict(type='SafeCheckpointHook'),
     dict(type='RNGStateHook'),
     dict(
-        type='CAMVisualizationHook',
-        interval=100,
-        num_images=4,
-        split='train')
+        type='CAMVisualizationHook', interval=100, num_images=4, split='train')
 ]
 randomness = dict(seed=0)

@@ -15,8 +15,7 @@ train_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
 test_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
 model = dict(
     data_preprocessor=dict(
-        mean=[127.0, 127.0, 127.0],
-        std=[128.0, 128.0, 128.0],
+        mean=[127.0, 127.0, 127.0], std=[128.0, 128.0, 128.0],
         size=(128, 128)),
     backbone=dict(
         _delete_=True,
@@ -63,8 +62,7 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval=200,
-        max_keep_ckpts=1),
+        type='CheckpointHook', by_epoch=False, interval=200, max_keep_ckpts=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='mmseg.SegVisualizationHook'))
 randomness = dict(seed=0)

@@ -55,8 +55,7 @@ def class_indices(names: Union[str, Sequence[str]],
     return sorted(set(out))
 
 
-def _labels_by_stem(path: str, classes: Sequence[str]) -> Dict[str,
-                                                                List[int]]:
+def _labels_by_stem(path: str, classes: Sequence[str]) -> Dict[str, List[int]]:
     from mmwsss.datasets.folder import read_label_table
     table = {}
     for _, image, labels in read_label_table(path, classes, classes[0]):
@@ -113,8 +112,7 @@ def _result_from_scores(path: str, img_path: str, refiner, refine_name: str,
     if refiner is not None:
         if not getattr(refiner, 'accepts_influence', False):
             kwargs = {}
-        refined = np.asarray(refiner(img, scores, labels, **kwargs),
-                             np.int64)
+        refined = np.asarray(refiner(img, scores, labels, **kwargs), np.int64)
         out.refined_sem_seg = PixelData(data=torch.from_numpy(refined)[None])
     return out
 

@@ -230,7 +230,9 @@ def _maps_at_original(model, maps: torch.Tensor, meta: dict,
     """ReLU maps ``(N=1, K, h, w)`` -> normalised ``(K, H0, W0)``."""
     from mmwsss.cams.cam_ops import normalize_cams
     x = F.interpolate(
-        torch.relu(maps.float()), size=size, mode='bilinear',
+        torch.relu(maps.float()),
+        size=size,
+        mode='bilinear',
         align_corners=False)[0]
     x = model._to_original(x, meta)
     x = normalize_cams(x, model.test_cfg['norm'], model.test_cfg['norm_eps'])
@@ -283,8 +285,7 @@ def cam_result(model,
         if 'img_labels' not in sample.metainfo:
             labels_given = False
             cams, logits = model.multi_scale_cams(inputs, samples)
-            sample.set_metainfo(
-                dict(img_labels=_predicted_labels(logits[0])))
+            sample.set_metainfo(dict(img_labels=_predicted_labels(logits[0])))
             if _model_has_influence(model):
                 # IG-CAM: the CAMs again, guided by the predicted classes
                 cams, logits = model.multi_scale_cams(inputs, samples)
@@ -417,8 +418,8 @@ def inference_cam(model,
           ``labels_given``, ``img_scores`` (sigmoid of the image logits,
           one per foreground class), ``bg_mode``, ``bg_thr`` (the
           constant background score: the config's, or the image's Otsu
-          threshold; None for ``power``), ``bg_alpha``, ``refine`` (the refiner's name) and the
-          pipeline's keys.
+          threshold; None for ``power``), ``bg_alpha``, ``refine`` (the
+          refiner's name) and the pipeline's keys.
     """
     data = prepare_image(model, img, labels, cfg)
     return cam_result(model, data, refine, labels is not None)

@@ -99,7 +99,8 @@ def list_images(path: str, recursive: bool = False) -> List[str]:
     return out
 
 
-def check_classes(classes, background: str = 'background',
+def check_classes(classes,
+                  background: str = 'background',
                   where: str = 'metainfo') -> Tuple[str, ...]:
     """Validate a declared class list (background first, unique names).
 
@@ -119,8 +120,9 @@ def check_classes(classes, background: str = 'background',
         raise LabelFileError(
             f'{where} has no classes: declare them in the config, e.g. '
             f"metainfo=dict(classes=('{background}', 'cat', 'dog'))")
-    if isinstance(classes, str) or not all(
-            isinstance(c, str) and c.strip() for c in classes):
+    if isinstance(
+            classes,
+            str) or not all(isinstance(c, str) and c.strip() for c in classes):
         raise LabelFileError(f'{where}.classes must be a list of non-empty '
                              f'class names, got {classes!r}')
     classes = tuple(c.strip() for c in classes)
@@ -155,8 +157,7 @@ def _class_index(name: str, name2idx: Dict[str, int], background: str,
 def read_label_table(path: str,
                      classes: Sequence[str],
                      background: str = 'background',
-                     label_sep: str = ';'
-                     ) -> List[Tuple[str, str, List[int]]]:
+                     label_sep: str = ';') -> List[Tuple[str, str, List[int]]]:
     """Read a label table (CSV or JSON, see the module docstring).
 
     Args:
@@ -461,8 +462,8 @@ class WSSSFolderDataset(BaseSegDataset):
             by_stem.setdefault(osp.splitext(rel)[0], []).append(rel)
         return by_stem
 
-    def _resolve(self, image: str, img_dir: str,
-                 by_stem: Dict[str, List[str]], where: str) -> str:
+    def _resolve(self, image: str, img_dir: str, by_stem: Dict[str, List[str]],
+                 where: str) -> str:
         rel = osp.normpath(image.replace('\\', '/'))
         if rel.startswith('..') or osp.isabs(rel):
             raise LabelFileError(f'{where}: image "{image}" must be a path '
@@ -489,7 +490,7 @@ class WSSSFolderDataset(BaseSegDataset):
     def load_data_list(self) -> List[dict]:
         """Read and check the label table; see the class docstring."""
         img_dir = self.data_prefix.get('img_path', '') or (self.data_root
-                                                          or '.')
+                                                           or '.')
         seg_dir = self.data_prefix.get('seg_map_path') \
             if self.has_masks else None
         label_path = self._join(self.label_file)

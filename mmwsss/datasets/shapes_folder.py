@@ -38,8 +38,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def _draw(mask: np.ndarray, cls: int, cx: float, cy: float,
-          r: float) -> None:
+def _draw(mask: np.ndarray, cls: int, cx: float, cy: float, r: float) -> None:
     if cls == 1:
         cv2.circle(mask, (int(cx), int(cy)), int(r), 1, -1)
     elif cls == 2:
@@ -78,8 +77,8 @@ def make_shapes_image(rng: np.random.Generator,
 
 
 def _encode(img: np.ndarray, suffix: str) -> bytes:
-    ok, buf = cv2.imencode(suffix.lower(), np.ascontiguousarray(img[...,
-                                                                    ::-1]))
+    ok, buf = cv2.imencode(suffix.lower(),
+                           np.ascontiguousarray(img[..., ::-1]))
     if not ok:
         raise RuntimeError(f'OpenCV cannot encode {suffix}')
     return buf.tobytes()
@@ -130,8 +129,7 @@ def write_shapes_folder(out_dir: str,
             present = sorted(int(c) for c in np.unique(label) if c)
             names.append(name)
             labels[name] = present
-            rows.append(
-                (name, ';'.join(SHAPES_CLASSES[c] for c in present)))
+            rows.append((name, ';'.join(SHAPES_CLASSES[c] for c in present)))
             if i < num_masks:
                 with open(osp.join(tmp, 'masks', f'shape_{i:03d}.png'),
                           'wb') as f:
@@ -154,5 +152,7 @@ def write_shapes_folder(out_dir: str,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dict(
-        root=out_dir, images=names, labels=labels,
+        root=out_dir,
+        images=names,
+        labels=labels,
         classes=list(SHAPES_CLASSES))

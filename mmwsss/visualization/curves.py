@@ -109,8 +109,7 @@ def plot_curves(runs: Sequence[Tuple[str, Series]],
             if key in series:
                 steps, values = series[key]
                 marker = 'o' if len(steps) < 20 else None
-                ax.plot(steps, values, label=label, marker=marker,
-                        linewidth=1)
+                ax.plot(steps, values, label=label, marker=marker, linewidth=1)
         ax.set_xlabel('iteration')
         ax.set_title(key)
         ax.grid(alpha=0.3)

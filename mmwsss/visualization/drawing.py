@@ -176,15 +176,17 @@ def wrap_text(text: str, width: int, scale: float = TITLE_SCALE) -> List[str]:
     return lines
 
 
-def put_text(canvas: np.ndarray,
-             text: str,
-             x: int,
-             y: int,
-             scale: float = TITLE_SCALE,
-             colour: Tuple[int, int, int] = (255, 255, 255)) -> None:
+def put_text(
+    canvas: np.ndarray,
+    text: str,
+    x: int,
+    y: int,
+    scale: float = TITLE_SCALE,
+    colour: Tuple[int, int, int] = (255, 255, 255)
+) -> None:
     """Write ``text`` (baseline at ``y``) onto an RGB canvas in place."""
-    cv2.putText(canvas, str(text), (int(x), int(y)),
-                cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+    cv2.putText(canvas, str(text), (int(x), int(y)), cv2.FONT_HERSHEY_SIMPLEX,
+                scale, colour, 1, cv2.LINE_AA)
 
 
 def _tile_hw(tile: TileSize) -> Tuple[int, int]:

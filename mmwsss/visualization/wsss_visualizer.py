@@ -217,11 +217,12 @@ class WSSSVisualizer(SegLocalVisualizer):
             return [int(c) for c in classes]
         return sorted(int(c) for c in sample.metainfo.get('img_labels', []))
 
-    def cam_panels(self,
-                   image: np.ndarray,
-                   sample: SegDataSample,
-                   classes: Optional[Sequence[int]] = None
-                   ) -> List[Tuple[str, np.ndarray]]:
+    def cam_panels(
+        self,
+        image: np.ndarray,
+        sample: SegDataSample,
+        classes: Optional[Sequence[int]] = None
+    ) -> List[Tuple[str, np.ndarray]]:
         """Titled pictures of one CAM result, in :data:`PANEL_ORDER`.
 
         Fields read from ``sample`` (each drawn when present; see

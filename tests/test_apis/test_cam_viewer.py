@@ -67,8 +67,9 @@ def test_scores_dir_pictures(saved):
     # image | CAM circle | CAM triangle | influence | seed | ground truth
     np.testing.assert_array_equal(
         tile(pic, 1),
-        cv2.resize(cam_overlay(img, scores[1]), (128, 96),
-                   interpolation=cv2.INTER_NEAREST))
+        cv2.resize(
+            cam_overlay(img, scores[1]), (128, 96),
+            interpolation=cv2.INTER_NEAREST))
     seed = colourise(scores.argmax(0), pal)
     np.testing.assert_array_equal(
         tile(pic, 4),
@@ -132,15 +133,28 @@ def test_errors(saved, tmp_path):
         class_indices('circel', SHAPES_CLASSES)
     with pytest.raises(CamViewerError, match='saved scores not found'):
         visualize_cams(
-            CAM_CFG, None, str(root / 'img'), str(tmp_path / 'o'),
-            scores_dir=str(tmp_path), progress=False)
+            CAM_CFG,
+            None,
+            str(root / 'img'),
+            str(tmp_path / 'o'),
+            scores_dir=str(tmp_path),
+            progress=False)
     big = np.zeros((H + 1, W, 3), np.uint8)
     cv2.imwrite(str(root / 'img' / 'a.png'), big)
-    with pytest.raises(CamViewerError, match=r'scores of 32x24 for the '
-                       r'32x25 image'):
+    with pytest.raises(
+            CamViewerError, match=r'scores of 32x24 for the '
+            r'32x25 image'):
         visualize_cams(
-            CAM_CFG, None, str(root / 'img' / 'a.png'), str(tmp_path / 'o'),
-            scores_dir=str(root / 'scores'), progress=False)
+            CAM_CFG,
+            None,
+            str(root / 'img' / 'a.png'),
+            str(tmp_path / 'o'),
+            scores_dir=str(root / 'scores'),
+            progress=False)
     with pytest.raises(FileNotFoundError, match='checkpoint not found'):
-        visualize_cams(CAM_CFG, 'nope.pth', str(root / 'img'),
-                       str(tmp_path / 'o'), progress=False)
+        visualize_cams(
+            CAM_CFG,
+            'nope.pth',
+            str(root / 'img'),
+            str(tmp_path / 'o'),
+            progress=False)

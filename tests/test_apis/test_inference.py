@@ -104,7 +104,10 @@ def test_mmseg_inference_model_on_cam_config(folder, as_array):
     from mmseg.apis import init_model as mmseg_init_model
     torch.manual_seed(0)
     model = mmseg_init_model(
-        CAM_CFG, None, 'cpu', cfg_options={
+        CAM_CFG,
+        None,
+        'cpu',
+        cfg_options={
             **FAST,
             **data_options(folder['root'])
         })
@@ -149,8 +152,7 @@ def test_inference_cam_matches_test_step_and_densecrf(folder, cam_model):
     with torch.no_grad():
         ref = model.test_step(pseudo_collate([ds.prepare_data(0)]))[0]
     scores = out.seg_logits.data.numpy()
-    np.testing.assert_allclose(scores, ref.seg_logits.data.numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(scores, ref.seg_logits.data.numpy(), atol=1e-6)
     assert out.metainfo['img_labels'] == labels
     assert out.metainfo['labels_given'] is True
     np.testing.assert_array_equal(out.seed_sem_seg.data[0].numpy(),
@@ -181,8 +183,10 @@ def test_inference_cam_predicts_labels_without_them(folder, cam_model):
                                                data['data_samples'])
     want = [i + 1 for i in range(3) if logits[0, i] > 0] or \
         [int(logits[0].argmax()) + 1]
-    np.testing.assert_allclose(out.metainfo['img_scores'],
-                               torch.sigmoid(logits[0]).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        out.metainfo['img_scores'],
+        torch.sigmoid(logits[0]).numpy(),
+        rtol=1e-6)
     assert out.metainfo['img_labels'] == want
     assert out.metainfo['labels_given'] is False
     with pytest.raises(TypeError, match='not a CAM segmentor'):
@@ -207,7 +211,9 @@ IG_CFG = dict(
         strides=(1, 2, 2, 2),
         dilations=(1, 1, 1, 1)),
     neck=dict(
-        type='mmseg.FPN', in_channels=[8, 16, 32, 64], out_channels=8,
+        type='mmseg.FPN',
+        in_channels=[8, 16, 32, 64],
+        out_channels=8,
         num_outs=4),
     attention=dict(type='InfluenceGuidedAttention', in_channels=8),
     cam_head=dict(
@@ -228,8 +234,8 @@ def test_inference_cam_igcam_influence_and_proposals(folder, tmp_path):
         stem = osp.splitext(name)[0]
         np.savez(
             tmp_path / f'{stem}.npz',
-            boxes=np.array([[2, 3, 20, 30], [10, 10, 39, 39],
-                            [0, 0, 40, 40]], np.float32),
+            boxes=np.array([[2, 3, 20, 30], [10, 10, 39, 39], [0, 0, 40, 40]],
+                           np.float32),
             img_shape=np.array([40, 40]))
     cfg = Config(
         dict(
@@ -241,8 +247,10 @@ def test_inference_cam_igcam_influence_and_proposals(folder, tmp_path):
                 dict(type='PackWSSSInputs', allow_missing_labels=True)
             ]))
     paths = [osp.join(folder['root'], 'images', n) for n in names]
-    batch = [prepare_image(model, p, folder['labels'][n], cfg)
-             for p, n in zip(paths, names)]
+    batch = [
+        prepare_image(model, p, folder['labels'][n], cfg)
+        for p, n in zip(paths, names)
+    ]
     val = dict(
         inputs=[b['inputs'][0] for b in batch],
         data_samples=[b['data_samples'][0] for b in batch])
@@ -252,8 +260,8 @@ def test_inference_cam_igcam_influence_and_proposals(folder, tmp_path):
     model.loss(data['inputs'], data['data_samples'])
     model.refresh_influence(val)
     assert model.influence_valid
-    out = inference_cam(model, paths[0], folder['labels'][names[0]],
-                        refine='none', cfg=cfg)
+    out = inference_cam(
+        model, paths[0], folder['labels'][names[0]], refine='none', cfg=cfg)
     inf = out.influence.data.numpy()
     assert inf.shape == (1, 40, 40) and (inf >= 0).all() and inf.max() > 0
     # the proposals the head selects, in original image pixels (no resize)
@@ -264,8 +272,9 @@ def test_inference_cam_igcam_influence_and_proposals(folder, tmp_path):
 
 def test_inference_cam_camguide_coarse_and_refined(folder):
     cfg = Config.fromfile(
-        osp.join(ROOT, 'configs/camguide/'
-                 'camguide-stage3_effl0_1xb32-300it_demo-128x128.py'))
+        osp.join(
+            ROOT, 'configs/camguide/'
+            'camguide-stage3_effl0_1xb32-300it_demo-128x128.py'))
     cfg.merge_from_dict({
         'model.test_cfg.scales': (1.0, ),
         'model.test_cfg.flip': False,
@@ -287,7 +296,9 @@ def test_inference_cam_camguide_coarse_and_refined(folder):
         coarse, refined = model.student_forward(data['inputs'])
     for raw, key in ((coarse, 'coarse_cams'), (refined, 'refined_cams')):
         x = F.interpolate(
-            torch.relu(raw), size=(40, 40), mode='bilinear',
+            torch.relu(raw),
+            size=(40, 40),
+            mode='bilinear',
             align_corners=False)[0]
         top = x.flatten(1).max(1).values[:, None, None]
         want = x / (top + 1e-5)  # IRN max normalisation
@@ -309,8 +320,7 @@ def test_init_model_meta_and_predict_images(folder, cam_model, tmp_path):
     assert model.dataset_meta == meta
     for k, v in cam_model.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
-    imgs = sorted(
-        glob.glob(osp.join(folder['root'], 'new_images', '*.jpg')))
+    imgs = sorted(glob.glob(osp.join(folder['root'], 'new_images', '*.jpg')))
     out = tmp_path / 'pred'
     res = predict_images(model, imgs, str(out), overlay=True, progress=False)
     assert res == dict(total=2, skipped=0, written=2)
@@ -322,8 +332,7 @@ def test_init_model_meta_and_predict_images(folder, cam_model, tmp_path):
         want = inference_model(model, p).pred_sem_seg.data[0].numpy()
         np.testing.assert_array_equal(got, want)
         assert (out / 'overlay' / f'{stem}.png').is_file()
-    again = predict_images(model, imgs, str(out), overlay=True,
-                           progress=False)
+    again = predict_images(model, imgs, str(out), overlay=True, progress=False)
     assert again['skipped'] == 2
     with pytest.raises(ValueError, match='share the stem'):
         predict_images(model, imgs + imgs, str(out), progress=False)
@@ -332,8 +341,7 @@ def test_init_model_meta_and_predict_images(folder, cam_model, tmp_path):
 def test_cam_result_needs_one_image(cam_model, folder):
     a = prepare_image(cam_model,
                       osp.join(folder['root'], 'new_images', 'new_000.jpg'))
-    two = dict(
-        inputs=a['inputs'] * 2, data_samples=a['data_samples'] * 2)
+    two = dict(inputs=a['inputs'] * 2, data_samples=a['data_samples'] * 2)
     with pytest.raises(ValueError, match='one image'):
         cam_result(cam_model, two)
     assert isinstance(a['data_samples'][0].get('proposals', None),

@@ -89,8 +89,10 @@ def test_sweep_thresholds_scores_the_otsu_rule(tmp_path):
             scores[c] = rng.random((12, 10))**2
         gt = rng.integers(0, 3, (12, 10)).astype(np.uint8)
         gt[0, 0] = 255
-        np.savez(tmp_path / 's' / f'{i}.npz', scores=scores,
-                 img_labels=np.array(labels))
+        np.savez(
+            tmp_path / 's' / f'{i}.npz',
+            scores=scores,
+            img_labels=np.array(labels))
         Image.fromarray(gt).save(tmp_path / 'g' / f'{i}.png')
         t = _brute_otsu(scores[labels].max(0))
         for y in range(12):
@@ -102,8 +104,8 @@ def test_sweep_thresholds_scores_the_otsu_rule(tmp_path):
                 conf[pred, gt[y, x]] += 1
     inter = np.diag(conf)
     union = conf.sum(0) + conf.sum(1) - inter
-    want = np.nanmean(np.where(union > 0, inter / np.maximum(union, 1),
-                               np.nan))
+    want = np.nanmean(
+        np.where(union > 0, inter / np.maximum(union, 1), np.nan))
     res = sweep.main([
         '--scores-dir',
         str(tmp_path / 's'), '--gt-dir',

@@ -98,8 +98,9 @@ def test_masks_required_or_subset(shapes):
         only_with_masks=True)
     assert len(ds) == 3
     assert ds.get_data_info(0)['seg_map_path'].endswith('masks/shape_000.png')
-    with pytest.raises(LabelFileError,
-                       match=r'labels\.csv line 5: mask .*shape_003\.png'):
+    with pytest.raises(
+            LabelFileError,
+            match=r'labels\.csv line 5: mask .*shape_003\.png'):
         build(root, data_prefix=dict(img_path='images', seg_map_path='masks'))
 
 
@@ -112,8 +113,7 @@ def test_registry_and_lazy_metainfo(shapes):
             data_root=str(root),
             data_prefix=dict(img_path='images'),
             label_file='labels.csv',
-            metainfo=dict(
-                classes=CLASSES, palette=[[1, 2, 3]] * len(CLASSES)),
+            metainfo=dict(classes=CLASSES, palette=[[1, 2, 3]] * len(CLASSES)),
             lazy_init=True))
     assert ds.metainfo['palette'][0] == [1, 2, 3]
     assert not ds._fully_initialized
@@ -211,9 +211,10 @@ def test_bad_class_declarations(copy):
             label_file='labels.csv',
             metainfo=dict(classes=CLASSES, palette=[[0, 0, 0]] * 2))
     # a class of the table that the config does not declare
-    with pytest.raises(LabelFileError,
-                       match=r'labels\.csv line \d+ names the unknown class '
-                       '"triangle"'):
+    with pytest.raises(
+            LabelFileError,
+            match=r'labels\.csv line \d+ names the unknown class '
+            '"triangle"'):
         build(copy, classes=('background', 'circle', 'square'))
 
 

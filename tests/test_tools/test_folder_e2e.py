@@ -83,11 +83,12 @@ def test_folder_chain(shapes, tmp_path):
     names = ['background', 'circle', 'square', 'triangle']
 
     # 1. CAM classifier; the hook draws 2 images at iterations 1 and 2
-    cam_ckpt = train(CAM_CFG, work / 'cam', data_opts(data) + [
-        'custom_hooks.2.interval=1', 'custom_hooks.2.num_images=2'
-    ])
-    pics = glob.glob(str(work / 'cam' / '*' / 'vis_data' / 'vis_image' /
-                         'cam_*.png'))
+    cam_ckpt = train(
+        CAM_CFG, work / 'cam',
+        data_opts(data) +
+        ['custom_hooks.2.interval=1', 'custom_hooks.2.num_images=2'])
+    pics = glob.glob(
+        str(work / 'cam' / '*' / 'vis_data' / 'vis_image' / 'cam_*.png'))
     assert sorted(osp.basename(p) for p in pics) == [
         'cam_shape_000_1.png', 'cam_shape_000_2.png', 'cam_shape_001_1.png',
         'cam_shape_001_2.png'
@@ -101,8 +102,8 @@ def test_folder_chain(shapes, tmp_path):
     res = mpl.main([
         CAM_CFG,
         str(cam_ckpt), '--split', 'train', '--out',
-        str(pseudo), '--refine', 'irn_label', '--procs', '1',
-        '--no-progress', '--cfg-options'
+        str(pseudo), '--refine', 'irn_label', '--procs', '1', '--no-progress',
+        '--cfg-options'
     ] + data_opts(data))
     assert res['processed'] == 12
     for img, labels in table.items():
@@ -120,9 +121,7 @@ def test_folder_chain(shapes, tmp_path):
         str(cam_ckpt), '--split', 'test', '--out',
         str(seeds), '--refine', 'none', '--save-scores', '--procs', '1',
         '--no-progress', '--cfg-options'
-    ] + data_opts(data) + [
-        'model.test_cfg.bg_mode=const'
-    ])
+    ] + data_opts(data) + ['model.test_cfg.bg_mode=const'])
     assert res['processed'] == 4
     sweep = tool('tools/analysis_tools/sweep_thresholds.py').main([
         '--scores-dir',
@@ -164,8 +163,7 @@ def test_folder_chain(shapes, tmp_path):
     assert len(out) == 12 and all(osp.isfile(p) for p in out)
 
 
-def test_bad_label_table_stops_before_writing(shapes, tmp_path,
-                                              monkeypatch):
+def test_bad_label_table_stops_before_writing(shapes, tmp_path, monkeypatch):
     bad = tmp_path / 'bad.csv'
     rows = (shapes / 'labels.csv').read_text().split('\n')
     rows[3] = rows[3].split(',')[0] + ',circle;sqare'
@@ -178,10 +176,10 @@ def test_bad_label_table_stops_before_writing(shapes, tmp_path,
             '"square"?)')
     # training: stops when the dataset is built, no checkpoint
     work = tmp_path / 'cam'
-    monkeypatch.setattr(sys, 'argv', [
-        'train.py', CAM_CFG, '--work-dir',
-        str(work), '--cfg-options'
-    ] + opts)
+    monkeypatch.setattr(
+        sys, 'argv',
+        ['train.py', CAM_CFG, '--work-dir',
+         str(work), '--cfg-options'] + opts)
     monkeypatch.chdir(ROOT)
     with pytest.raises(SystemExit) as e:
         tool('tools/train.py').main()

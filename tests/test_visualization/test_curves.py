@@ -7,15 +7,14 @@ import os
 import pytest
 from PIL import Image
 
-from mmwsss.visualization.curves import (find_scalars, plot_curves,
-                                         read_scalars)
+from mmwsss.visualization.curves import find_scalars, plot_curves, read_scalars
 
 
 def write_run(root, stamp, lines):
     d = root / stamp / 'vis_data'
     os.makedirs(d)
-    (d / 'scalars.json').write_text(
-        '\n'.join(json.dumps(x) for x in lines) + '\n')
+    (d / 'scalars.json').write_text('\n'.join(json.dumps(x)
+                                              for x in lines) + '\n')
     return d / 'scalars.json'
 
 

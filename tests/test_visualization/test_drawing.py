@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from mmwsss.visualization.drawing import (HEADER_H, LEGEND_H, blend,
-                                          cam_heatmap, cam_overlay,
-                                          colourise, encode_png, fit_tile,
-                                          make_grid, save_png, voc_palette)
+                                          cam_heatmap, cam_overlay, colourise,
+                                          encode_png, fit_tile, make_grid,
+                                          save_png, voc_palette)
 
 PALETTE = [[0, 0, 0], [200, 10, 10], [10, 200, 10], [10, 10, 200]]
 
@@ -38,8 +38,8 @@ def test_overlay_closed_form():
     out = cam_overlay(img, np.ones((2, 3)), alpha=0.25)
     np.testing.assert_array_equal(out[1, 2], [107, 75, 75])
     # a smaller map is resized to the image
-    assert cam_overlay(np.zeros((8, 6, 3), np.uint8),
-                       np.ones((2, 3))).shape == (8, 6, 3)
+    assert cam_overlay(np.zeros((8, 6, 3), np.uint8), np.ones(
+        (2, 3))).shape == (8, 6, 3)
     with pytest.raises(ValueError, match='alpha'):
         blend(img, img, 1.5)
 
@@ -69,11 +69,12 @@ def test_voc_palette_matches_pascal_voc():
 
 def test_make_grid_layout_and_tiles():
     rng = np.random.default_rng(1)
-    tiles = [[rng.integers(0, 255, (16, 20, 3), dtype=np.uint8)
-              for _ in range(3)] for _ in range(2)]
+    tiles = [[
+        rng.integers(0, 255, (16, 20, 3), dtype=np.uint8) for _ in range(3)
+    ] for _ in range(2)]
     tiles[1][2] = None
-    grid = make_grid(tiles, ['a', 'b long title that wraps', 'c'],
-                     (16, 20), PALETTE, ['bg', 'x', 'y', 'z'])
+    grid = make_grid(tiles, ['a', 'b long title that wraps', 'c'], (16, 20),
+                     PALETTE, ['bg', 'x', 'y', 'z'])
     assert grid.shape == (HEADER_H + 2 * 16 + LEGEND_H, 60, 3)
     for r in range(2):
         for c in range(3):
@@ -102,12 +103,12 @@ def test_png_round_trip_and_palette_fallback(tmp_path):
     rng = np.random.default_rng(2)
     img = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
     data = encode_png(img)
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))),
-                                  img)
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(io.BytesIO(data))), img)
     small = encode_png(img, max_bytes=100)
     with Image.open(io.BytesIO(small)) as im:
         assert im.mode == 'P'
     save_png(str(tmp_path / 'a.png'), img)
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'a.png')),
-                                  img)
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / 'a.png')), img)
     assert [p.name for p in tmp_path.iterdir()] == ['a.png']

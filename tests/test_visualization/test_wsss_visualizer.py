@@ -49,8 +49,8 @@ def test_draw_label_and_cam():
     label = np.zeros((H, W), np.int64)
     label[:, 5:] = 2
     label[0, 0] = 255
-    np.testing.assert_array_equal(vis.draw_label(label),
-                                  colourise(label, PALETTE))
+    np.testing.assert_array_equal(
+        vis.draw_label(label), colourise(label, PALETTE))
     img = np.full((H, W, 3), 100, np.uint8)
     # 0.75 * 100 + 0.25 * (10, 200, 10), truncated
     np.testing.assert_array_equal(
@@ -120,10 +120,9 @@ def test_cam_panels_order_titles_and_content():
     top = float((cams[0] * 3).max())
     assert titles == [
         'image', 'CAM cat p=0.90', 'CAM bird p=0.70',
-        f'influence (IG-CAM, max {top:.3g})',
-        'proposals (IG-CAM, top 1 of 1)', 'coarse CAM (CamGuide)',
-        'refined CAM z1 (CamGuide)', 'seed (bg 0.4)', 'refined (irn_label)',
-        'ground truth'
+        f'influence (IG-CAM, max {top:.3g})', 'proposals (IG-CAM, top 1 of 1)',
+        'coarse CAM (CamGuide)', 'refined CAM z1 (CamGuide)', 'seed (bg 0.4)',
+        'refined (irn_label)', 'ground truth'
     ]
     pics = dict(panels)
     np.testing.assert_array_equal(pics['CAM bird p=0.70'],
@@ -155,8 +154,8 @@ def test_add_cam_sample_to_local_backend(tmp_path):
     saved = tmp_path / 'vis' / 'vis_data' / 'vis_image' / 'cam_x_3.png'
     assert saved.is_file()
     np.testing.assert_array_equal(np.asarray(Image.open(saved)), out)
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'x.png')),
-                                  out)
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / 'x.png')), out)
     # panels of 48 x 64 (aspect of the 24 x 32 image, longer side 64)
     from mmwsss.visualization import HEADER_H, LEGEND_H
     assert out.shape == (HEADER_H + 48 + LEGEND_H, 10 * 64, 3)

@@ -23,10 +23,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse command-line arguments."""
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('runs', nargs='+', help='work dirs or scalars.json files')
-    p.add_argument('--keys', nargs='+', default=None,
-                   help='scalars to plot (default: every loss*)')
-    p.add_argument('--legend', nargs='+', default=None,
-                   help='one label per run (default: the paths)')
+    p.add_argument(
+        '--keys',
+        nargs='+',
+        default=None,
+        help='scalars to plot (default: every loss*)')
+    p.add_argument(
+        '--legend',
+        nargs='+',
+        default=None,
+        help='one label per run (default: the paths)')
     p.add_argument('--title', default=None)
     p.add_argument('--out', required=True, help='output PNG')
     return p.parse_args(argv)

@@ -39,9 +39,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                                    a.num_masks, a.num_new)
     except (FileExistsError, ValueError) as e:
         raise SystemExit(f'error: {e}') from None
-    print(f'{len(info["images"])} images, {min(a.num_masks, a.num_images)} '
-          f'masks, {a.num_new} new images in {a.out}; classes '
-          f'{info["classes"]}', file=sys.stderr)
+    print(
+        f'{len(info["images"])} images, {min(a.num_masks, a.num_images)} '
+        f'masks, {a.num_new} new images in {a.out}; classes '
+        f'{info["classes"]}',
+        file=sys.stderr)
     return info
 
 

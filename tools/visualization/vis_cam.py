@@ -92,9 +92,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     from mmwsss.apis.cam_viewer import CamViewerError, visualize_cams
     from mmwsss.datasets.folder import LabelFileError
     args = parse_args(argv)
-    out = args.out or osp.join(
-        'work_dirs', 'vis_cam',
-        osp.splitext(osp.basename(args.config))[0])
+    out = args.out or osp.join('work_dirs', 'vis_cam',
+                               osp.splitext(osp.basename(args.config))[0])
     options = dict(args.cfg_options or {})
     if args.bg_thr is not None and args.scores_dir is None:
         options.update({

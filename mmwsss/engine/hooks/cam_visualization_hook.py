@@ -166,7 +166,6 @@ class CAMVisualizationHook(Hook):
         """Draw the images at the current iteration and log them."""
         from mmwsss.apis.inference import _test_cfg, cam_result
         from mmwsss.apis.pseudo_labels import read_rgb
-
         from .influence_hook import preserved_rng_state
         if not is_main_process() or self.dataset is None:
             return

@@ -9,9 +9,9 @@ from .version import __version__, version_info
 
 MMCV_MIN = '2.0.0'
 MMCV_MAX = '2.2.0'
-MMENGINE_MIN = '0.10.0'
+MMENGINE_MIN = '0.10.3'
 MMENGINE_MAX = '1.0.0'
-MMSEG_MIN = '1.2.0'
+MMSEG_MIN = '1.2.1'
 MMSEG_MAX = '1.3.0'
 
 def _check(name: str, version: str, low: str, high: str) -> None:

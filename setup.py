@@ -46,8 +46,9 @@ def add_mim_extension() -> None:
     """
     if 'develop' in sys.argv or 'editable_wheel' in sys.argv:
         mode = 'copy' if platform.system() == 'Windows' else 'symlink'
-    elif any(cmd in sys.argv for cmd in ('sdist', 'bdist_wheel', 'install',
-                                         'build')):
+    elif any(
+            cmd in sys.argv
+            for cmd in ('sdist', 'bdist_wheel', 'install', 'build')):
         mode = 'copy'
     else:
         return

@@ -130,8 +130,9 @@ def test_demo_numbers_match_results_json():
             if st['crf']['mean'] is None:
                 assert not crf, m['Name']
             else:
-                assert [train[k] for k in crf
-                        ] == [round(100 * st['crf']['mean'], 1)], m['Name']
+                assert [train[k]
+                        for k in crf] == [round(100 * st['crf']['mean'],
+                                                1)], m['Name']
             if st['val_miou']['mean'] is None:
                 assert 'WSSS demo scenes (val)' not in by_ds
             else:

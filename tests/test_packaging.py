@@ -66,8 +66,9 @@ def test_lock_satisfies_the_ranges():
         for req in read_requirements(REQ / fname):
             name = canonicalize_name(req.name)
             assert name in pins, f'{fname}: {req.name} is not in lock.txt'
-            assert req.specifier.contains(pins[name], prereleases=True), (
-                f'{fname}: {req} excludes the locked {name}=={pins[name]}')
+            assert req.specifier.contains(
+                pins[name], prereleases=True), (
+                    f'{fname}: {req} excludes the locked {name}=={pins[name]}')
 
 
 def test_openmmlab_stack_has_ranges_not_pins():
@@ -93,9 +94,9 @@ def test_import_guards_match_the_ranges():
     }
     for name, low, high in (('mmcv', mmwsss.MMCV_MIN, mmwsss.MMCV_MAX),
                             ('mmengine', mmwsss.MMENGINE_MIN,
-                             mmwsss.MMENGINE_MAX),
-                            ('mmsegmentation', mmwsss.MMSEG_MIN,
-                             mmwsss.MMSEG_MAX)):
+                             mmwsss.MMENGINE_MAX), ('mmsegmentation',
+                                                    mmwsss.MMSEG_MIN,
+                                                    mmwsss.MMSEG_MAX)):
         bounds = {s.operator: s.version for s in reqs[name].specifier}
         assert bounds == {'>=': low, '<': high}, name
 
@@ -173,23 +174,23 @@ def write_toy_demo_data(root: Path, n: int = 4, size: int = 64) -> None:
         mask[16:48, 8 + 8 * i % 24:40 + 8 * i % 24] = cls
         img[mask > 0] = (200, 50 * cls, 30)
         Image.fromarray(img).save(root / 'JPEGImages' / f'{name}.jpg')
-        Image.fromarray(mask).save(root / 'SegmentationClass' /
-                                   f'{name}.png')
+        Image.fromarray(mask).save(root / 'SegmentationClass' / f'{name}.png')
         labels[name] = [cls]
-    (root / 'ImageSets/Segmentation/train.txt').write_text(
-        '\n'.join(labels) + '\n')
+    (root / 'ImageSets/Segmentation/train.txt').write_text('\n'.join(labels) +
+                                                           '\n')
     (root / 'image_labels.json').write_text(json.dumps(labels))
 
 
 def run_mim(args: list, cwd: Path) -> str:
     mim = osp.join(osp.dirname(sys.executable), 'mim')
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    proc = subprocess.run([mim] + args,
-                          cwd=str(cwd),
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [mim] + args,
+        cwd=str(cwd),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     return out

@@ -8,12 +8,14 @@ ResNet-101 VOC configs, with parameters and FLOPs printed beside it. Two
 size and images for every model of the family; each model keeps its own
 config's optimiser, losses and BN settings):
 
-- ``demo``: EfficientNet-Lite0, batch 16 at 128 x 128 (the demo configs'
-  batch and crop). ``cam`` = ``configs/cam/cam_effl0-d16_1xb32-500it_demo-
+- ``demo``: EfficientNet-Lite0 at the demo IG-CAM config's batch and crop
+  (16 x 128 x 128). ``cam`` = ``configs/cam/cam_effl0-d16_1xb32-500it_demo-
   128x128.py`` (the demo's CAM baseline, IRN-style, output stride 16),
   ``igcam`` = ``configs/igcam/igcam_effl0-fpn_1xb16-300it_demo-128x128.py``
   (its pipelines load no proposals: the head pools the whole image),
-  ``igcam+proposals`` the same fed ``--proposals`` random boxes per image;
+  ``igcam+proposals`` the same fed ``--proposals`` random boxes per image.
+  ``--demo-igcam`` / ``--demo-cam`` (and ``--voc-igcam`` / ``--voc-cam``)
+  time other configs, e.g. the rows of a new demo bed;
 - ``voc``: ResNet-101, ``cam`` = ``configs/cam/cam_r50-d16_1xb16-3k_
   voc12aug-512x512.py`` with ``depth=101`` (IRN's CAM classifier on
   IG-CAM's backbone), ``igcam`` = ``configs/igcam/igcam_r101-fpn_1xb16-20k_
@@ -59,7 +61,9 @@ time; on a machine shared with other jobs use ``--clock cpu --threads 1``
 barely change; elapsed time then swings several-fold between blocks).
 
 Complexity: the FLOPs of one timed training step (forward + backward at
-the bench's batch and size, ``FlopCounterMode`` around ``train_step``),
+the bench's batch and size, ``FlopCounterMode`` around ``train_step``,
+with a convolution-backward formula that counts grouped convolutions
+right),
 and parameters (M) and the FLOPs of the **inference forward**
 ``model._forward(x, data_samples)`` (eval mode, one image with image
 labels and ``--proposals`` boxes where the model uses proposals, influence
@@ -99,8 +103,6 @@ from mmwsss.registry import MODELS  # noqa: E402
 from mmwsss.utils import register_all_modules  # noqa: E402
 
 CFG_DIR = osp.join(ROOT, 'configs', 'igcam')
-BASE_CFG = osp.join(
-    CFG_DIR, 'igcam-ablation-base_effl0-fpn_1xb16-300it_demo-128x128.py')
 FULL_CFG = osp.join(CFG_DIR, 'igcam_effl0-fpn_1xb16-300it_demo-128x128.py')
 VOC_CFG = osp.join(CFG_DIR, 'igcam_r101-fpn_1xb16-20k_voc12aug-512x512.py')
 CAM_D16_CFG = osp.join(ROOT, 'configs', 'cam',
@@ -139,10 +141,21 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='timed blocks per model, demo (default 5)')
     p.add_argument('--iters', type=int, default=2,
                    help='iterations per block, demo (default 2)')
-    p.add_argument('--batch', type=int, default=16,
-                   help='demo batch (default 16, as the configs)')
-    p.add_argument('--size', type=int, default=128,
-                   help='demo input size (default 128)')
+    p.add_argument('--demo-igcam', default=FULL_CFG,
+                   help='demo IG-CAM config (default: the full demo config)')
+    p.add_argument('--demo-cam', default=CAM_D16_CFG,
+                   help='demo baseline CAM config (default: '
+                   'cam_effl0-d16_1xb32-500it_demo-128x128.py)')
+    p.add_argument('--voc-igcam', default=VOC_CFG,
+                   help='VOC IG-CAM config (default: the VOC recipe)')
+    p.add_argument('--voc-cam', default=CAM_VOC_CFG,
+                   help='VOC baseline CAM config, run with depth=101 '
+                   '(default: cam_r50-d16_1xb16-3k_voc12aug-512x512.py)')
+    p.add_argument('--batch', type=int, default=None,
+                   help='demo batch (default: the demo IG-CAM config\'s)')
+    p.add_argument('--size', type=int, default=None,
+                   help='demo input size (default: the demo IG-CAM '
+                   'config\'s data_preprocessor size)')
     p.add_argument('--voc-reps', type=int, default=3,
                    help='timed blocks per model, voc (default 3)')
     p.add_argument('--voc-iters', type=int, default=1,
@@ -293,11 +306,12 @@ def m_has_influence(model) -> bool:
 def family_entries(family: str, args) -> Tuple[Dict[str, tuple], int, int]:
     """``name -> (config, proposals per image)``, batch and size."""
     if family == 'demo':
-        batch, size = args.batch, args.size
-        igcam, cam = load_cfg(FULL_CFG), load_cfg(CAM_D16_CFG)
+        igcam, cam = load_cfg(args.demo_igcam), load_cfg(args.demo_cam)
+        batch = args.batch or int(igcam.train_dataloader.batch_size)
+        size = args.size or int(igcam.model.data_preprocessor.size[0])
     else:
         batch, size = args.voc_batch, args.voc_size
-        igcam, cam = load_cfg(VOC_CFG), load_cfg(CAM_VOC_CFG)
+        igcam, cam = load_cfg(args.voc_igcam), load_cfg(args.voc_cam)
         cam.model.backbone.depth = 101
     props = args.proposals if loads_proposals(igcam) else 0
     entries = {'cam': (cam, 0), 'igcam': (igcam, props)}
@@ -479,6 +493,22 @@ def count(model, size: int, num_classes: int, proposals: int) -> tuple:
     return params, flops.get_total_flops() / 1e9
 
 
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride,
+                        _padding, _dilation, transposed, _output_padding,
+                        _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """FLOPs of ``aten.convolution_backward`` that respect ``groups``.
+
+    torch 2.14's formula ignores ``groups``: a depthwise convolution's
+    backward (EfficientNet) is counted about ``channels`` times too high.
+    Each of the input and weight gradients costs the forward's ``2 x
+    output elements x (C_in / groups) x kh x kw`` (the same as torch's for
+    ``groups=1``).
+    """
+    elems = math.prod(x_shape if transposed else grad_out_shape)
+    base = 2 * elems * math.prod(w_shape[1:])
+    return base * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 def count_train(model, optim_wrapper, batch: dict) -> float:
     """GFLOPs of one ``train_step`` (forward + backward; the optimiser's
     elementwise work is not counted), curvature forward left out."""
@@ -486,7 +516,11 @@ def count_train(model, optim_wrapper, batch: dict) -> float:
         k = int(model.influence_cfg['curvature_interval'])
         model._curvature_calls = 1 if k > 1 else 0
     model.train()
-    flops = FlopCounterMode(display=False)
+    flops = FlopCounterMode(
+        display=False,
+        custom_mapping={
+            torch.ops.aten.convolution_backward: _conv_backward_flop
+        })
     with flops:
         model.train_step(batch, optim_wrapper)
     return flops.get_total_flops() / 1e9
@@ -502,15 +536,16 @@ def complexity(args) -> None:
         name = stem.replace('igcam-ablation-', '')
         return order.index(name) if name in order else len(order)
 
-    paths = sorted(paths, key=row) + [FULL_CFG]
+    paths = sorted(paths, key=row) + [args.demo_igcam]
     print(f'complexity: model._forward (eval, one image, image labels, '
           f'{args.proposals} proposals, influence maps on), '
           'FlopCounterMode (multiply-add = 2 FLOPs)')
-    runs = [(p, None) for p in paths] + [(VOC_CFG, 'base'), (VOC_CFG, None),
-                                         (CAM_VOC_CFG, 'r101')]
+    runs = [(p, None) for p in paths] + [(args.voc_igcam, 'base'),
+                                         (args.voc_igcam, None),
+                                         (args.voc_cam, 'r101')]
     for path, variant in runs:
-        size = args.voc_flops_size if path in (VOC_CFG, CAM_VOC_CFG) \
-            else args.size
+        size = args.voc_flops_size if path in (args.voc_igcam, args.voc_cam) \
+            else (args.size or 128)
         cfg = load_cfg(path)
         name = osp.splitext(osp.basename(path))[0]
         if variant == 'base':
@@ -531,7 +566,7 @@ def complexity(args) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    for v in (args.reps, args.iters, args.batch, args.voc_reps,
+    for v in (args.reps, args.iters, args.batch or 1, args.voc_reps,
               args.voc_iters, args.voc_batch):
         if v < 1:
             raise SystemExit('--reps, --iters and --batch (and the --voc-* '

@@ -185,3 +185,14 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='mmseg.SegVisualizationHook'))
 randomness = dict(seed=0)
+# The "+RW" row of the CamGuide demo table (issue #17): a post-processing
+# of the full CamGuide model's seeds (the parent row), by a network of its
+# own: every model, data and schedule key is this config's, and its 300 x 16
+# training images are stated beyond the budget.
+wsss_row = dict(
+    table='camguide',
+    name='Our + RW (AffinityNet)',
+    parent='configs/camguide/camguide-stage3_effl0_1xb32-300it_demo-128x128.py',
+    refine='random_walk',
+    change=['*'],
+    extra_images=16000 + 9600 + 4800)

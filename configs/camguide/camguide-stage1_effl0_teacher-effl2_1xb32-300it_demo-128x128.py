@@ -47,9 +47,14 @@ val_cfg = None
 val_dataloader = None
 val_evaluator = None
 test_cfg = dict(type='TestLoop')
+# the CAM baseline's hooks (one budget, issue #17)
 default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=25, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(
         type='CheckpointHook', by_epoch=False, interval=100,
-        max_keep_ckpts=1))
+        max_keep_ckpts=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='mmseg.SegVisualizationHook'))
 randomness = dict(seed=0)

@@ -22,3 +22,25 @@ param_scheduler = [
         by_epoch=False)
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+wsss_row = dict(
+    table='camguide',
+    name='Our* (stages 1+2)',
+    parent='configs/cam/cam_effl0-d16_1xb32-500it_demo-128x128.py',
+    # CamGuide stages 1 and 2: the student (same Lite0 backbone, also
+    # exposing its stride-4 stage) learns from the Lite2 teacher's CAMs
+    change=[
+        'model.type', 'model.stage', 'model.stage1_index', 'model.teacher',
+        'model.teacher_checkpoint', 'model.loss_reg', 'model.train_cfg',
+        'model.cam_head.loss_cls', 'model.cam_head.bias',
+        'model.backbone.out_indices', 'teacher_model', 'teacher_checkpoint',
+        'stage1_work_dir', 'load_from',
+        'optim_wrapper.paramwise_cfg.custom_keys.refine_head',
+        # the baseline's 500 iterations split 300 + 200 over the stages
+        'max_iters', 'train_cfg.max_iters', 'param_scheduler'
+    ],
+    stages=[
+        'configs/cam/cam_effl2-d16_1xb32-500it_demo-128x128.py',
+        'configs/camguide/camguide-stage1_effl0_teacher-effl2_1xb32-300it_demo-128x128.py',
+        'configs/camguide/camguide-stage2_effl0_teacher-effl2_1xb32-200it_demo-128x128.py'
+    ],
+    extra_images=16000)

@@ -95,9 +95,26 @@ val_cfg = None
 val_dataloader = None
 val_evaluator = None
 test_cfg = dict(type='TestLoop')
+# the CAM baseline's hooks (one budget, issue #17)
 default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=25, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(
         type='CheckpointHook', by_epoch=False, interval=100,
-        max_keep_ckpts=1))
+        max_keep_ckpts=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='mmseg.SegVisualizationHook'))
 randomness = dict(seed=0)
+wsss_row = dict(
+    table='camguide',
+    name='Our (stage 3, morphology + local consistency)',
+    parent='configs/camguide/camguide-stage3-noloc_effl0_1xb32-300it_demo-128x128.py',
+    change=['model.loss_loc'],
+    stages=[
+        'configs/cam/cam_effl2-d16_1xb32-500it_demo-128x128.py',
+        'configs/camguide/camguide-stage1_effl0_teacher-effl2_1xb32-300it_demo-128x128.py',
+        'configs/camguide/camguide-stage2_effl0_teacher-effl2_1xb32-200it_demo-128x128.py',
+        'configs/camguide/camguide-stage3_effl0_1xb32-300it_demo-128x128.py'
+    ],
+    extra_images=16000 + 9600)

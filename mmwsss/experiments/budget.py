@@ -8,6 +8,8 @@ Every demo ablation row config carries a ``wsss_row`` dict::
         name='+Inst',        # row name in the table
         parent='configs/igcam/igcam-ablation-base_...py',  # or None
         change=['model.cam_head.num_proposals'],  # keys that may differ
+                             # (['*'] for a refine row that trains a
+                             # network of its own, e.g. AffinityNet)
         stages=None,         # or the configs trained in order (staged)
         refine=None,         # or a post-processing that reuses the parent
         extra_images=0)      # images seen beyond the shared budget
@@ -49,6 +51,10 @@ ROW_DEFAULTS = dict(
     extra_images=0)
 
 TABLES = ('baseline', 'igcam', 'camguide')
+
+#: Post-processing rows that train a network of their own (the AffinityNet
+#: of a random walk): their images seen are added to the parent's.
+TRAINED_REFINES = ('random_walk', )
 
 
 def repo_root() -> str:
@@ -185,12 +191,14 @@ def images_seen(cfg: Config) -> int:
 def row_images_seen(path: str, root: Optional[str] = None) -> int:
     """Images seen by a row within the shared budget (stages summed).
 
-    A post-processing row (``refine``) sees what its parent saw.
+    A post-processing row (``refine``) sees what its parent saw, plus what
+    its own network sees when it trains one (:data:`TRAINED_REFINES`).
     """
     cfg = load_config(path, root)
     meta = row_meta(cfg, path)
     if meta['refine']:
-        return row_images_seen(meta['parent'], root)
+        own = images_seen(cfg) if meta['refine'] in TRAINED_REFINES else 0
+        return row_images_seen(meta['parent'], root) + own
     if meta['stages']:
         return sum(
             images_seen(load_config(p, root)) for p in meta['stages'])
@@ -247,6 +255,13 @@ def check_row(path: str, root: Optional[str] = None) -> List[str]:
     row_meta(parent, meta['parent'])
     mine, theirs = config_items(cfg), config_items(parent)
     changed = diff_keys(mine, theirs)
+    if meta['change'] == ['*']:
+        # a network of its own that post-processes the parent's seeds: not
+        # comparable key by key, only its images seen are checked
+        if meta['refine'] not in TRAINED_REFINES:
+            problems.append(f'{path}: wsss_row.change [\'*\'] is only for '
+                            f'rows with refine in {TRAINED_REFINES}')
+        changed = []
     for key in changed:
         if not covered(key, meta['change']):
             problems.append(
@@ -255,7 +270,7 @@ def check_row(path: str, root: Optional[str] = None) -> List[str]:
                 f'{_short(mine.get(key))}) but is not declared in '
                 'wsss_row.change')
     for prefix in meta['change']:
-        if not any(covered(k, [prefix]) for k in changed):
+        if prefix != '*' and not any(covered(k, [prefix]) for k in changed):
             problems.append(f'{path}: wsss_row.change declares {prefix!r} '
                             'but nothing under it differs from the parent '
                             f'{meta["parent"]}')

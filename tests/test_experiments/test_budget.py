@@ -124,3 +124,25 @@ wsss_row = dict(table='igcam', name='x')
 """)
     with pytest.raises(ValueError, match='orphan.py: exactly the baseline'):
         check_row(orphan, str(tmp))
+
+
+def test_trained_refine_row(rows):
+    """A refine row that trains its own network (AffinityNet) adds its
+    images and may differ everywhere only with change=['*']."""
+    tmp, base, row = rows
+    aff = _write(
+        tmp, 'aff.py', f"""
+model = dict(type='AffinityNet')
+train_dataloader = dict(batch_size=16)
+train_cfg = dict(max_iters=300)
+wsss_row = dict(table='igcam', name='+RW', parent={row!r},
+                refine='random_walk', change=['*'], extra_images=4800)
+""")
+    assert check_row(aff, str(tmp)) == []
+    assert row_images_seen(aff, str(tmp)) == 16000 + 4800
+    wild = _write(tmp, 'wild.py', f"""
+_base_ = ['./row.py']
+wsss_row = dict(table='igcam', name='x', parent={row!r}, change=['*'])
+""")
+    assert any("only for rows with refine" in p
+               for p in check_row(wild, str(tmp)))

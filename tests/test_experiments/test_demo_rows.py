@@ -29,6 +29,13 @@ def test_rows_found():
         'Base', '+Inst', '+MS', '+Influence', '+|CAM| map (control)', 'Full',
         'Full + InfluenceCRF'
     } <= igcam
+    camguide = {m['name'] for m in metas.values() if m['table'] == 'camguide'}
+    assert {
+        'Lite2 teacher (classification only)', 'Our* (stages 1+2)',
+        'Our** (stage 3, no morphology)', 'Our+ (stage 3, morphology)',
+        'Our (stage 3, morphology + local consistency)',
+        'Our + RW (AffinityNet)'
+    } <= camguide
 
 
 @pytest.mark.parametrize('path', ROWS)

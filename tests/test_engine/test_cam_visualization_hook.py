@@ -120,6 +120,10 @@ def test_real_runner_tensorboard_backend(folder, tmp_path):
         EventAccumulator
     cfg = config(folder, tmp_path / 'work', interval=1, num_images=1)
     cfg.visualizer.vis_backends = [dict(type='TensorboardVisBackend')]
+    # MMEngine keeps one visualizer per name, and a runner names it after
+    # its start time: another runner started in the same second would hand
+    # this test its local-backend visualizer
+    cfg.visualizer.name = 'cam_vis_hook_tensorboard_test'
     _train(cfg)
     events = glob.glob(
         str(tmp_path / 'work' / '*' / 'vis_data' / 'events.out.*'))

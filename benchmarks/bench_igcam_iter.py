@@ -8,12 +8,13 @@ ResNet-101 VOC configs, with parameters and FLOPs printed beside it. Two
 size and images for every model of the family; each model keeps its own
 config's optimiser, losses and BN settings):
 
-- ``demo``: EfficientNet-Lite0 at the demo IG-CAM config's batch and crop
-  (16 x 128 x 128). ``cam`` = ``configs/cam/cam_effl0-d16_1xb32-500it_demo-
-  128x128.py`` (the demo's CAM baseline, IRN-style, output stride 16),
-  ``igcam`` = ``configs/igcam/igcam_effl0-fpn_1xb16-300it_demo-128x128.py``
-  (its pipelines load no proposals: the head pools the whole image),
-  ``igcam+proposals`` the same fed ``--proposals`` random boxes per image.
+- ``demo``: EfficientNet-Lite0 at the demo rows' batch and crop
+  (32 x 128 x 128, output stride 16). ``cam`` = ``configs/cam/cam_effl0-
+  d16_1xb32-500it_demo-128x128.py`` (the demo's CAM baseline, IRN-style),
+  ``igcam`` = ``configs/igcam/igcam-ablation-full_effl0-d16_1xb32-500it_
+  demo-128x128.py`` (the "Full" row; without proposals the head pools the
+  whole image), ``igcam+proposals`` the same fed ``--proposals`` random
+  boxes per image.
   ``--demo-igcam`` / ``--demo-cam`` (and ``--voc-igcam`` / ``--voc-cam``)
   time other configs, e.g. the rows of a new demo bed;
 - ``voc``: ResNet-101, ``cam`` = ``configs/cam/cam_r50-d16_1xb16-3k_
@@ -103,7 +104,10 @@ from mmwsss.registry import MODELS  # noqa: E402
 from mmwsss.utils import register_all_modules  # noqa: E402
 
 CFG_DIR = osp.join(ROOT, 'configs', 'igcam')
-FULL_CFG = osp.join(CFG_DIR, 'igcam_effl0-fpn_1xb16-300it_demo-128x128.py')
+# the "Full" row of the demo ablation: the baseline CAM's budget (batch 32,
+# output stride 16) plus every IG-CAM part
+FULL_CFG = osp.join(CFG_DIR,
+                    'igcam-ablation-full_effl0-d16_1xb32-500it_demo-128x128.py')
 VOC_CFG = osp.join(CFG_DIR, 'igcam_r101-fpn_1xb16-20k_voc12aug-512x512.py')
 CAM_D16_CFG = osp.join(ROOT, 'configs', 'cam',
                        'cam_effl0-d16_1xb32-500it_demo-128x128.py')

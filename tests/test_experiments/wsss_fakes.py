@@ -104,7 +104,8 @@ wsss_row = dict(table='camguide', name='Our* + RW',
                 parent='configs/camguide/s2.py',
                 change=['model.type', 'model.teacher_checkpoint',
                         'train_cfg.max_iters', 'load_from'],
-                refine='random_walk', extra_images=40)
+                # the parent's 40 beyond the budget and the AffinityNet's own
+                refine='random_walk', extra_images=80)
 """,
 }
 

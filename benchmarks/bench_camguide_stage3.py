@@ -8,7 +8,16 @@ random-walk targets (CRF every 4th iteration, as configured) and without
 them (same edge / local-consistency / classification losses). Blocks of 4
 training iterations (one CRF refresh each) of the two models alternate
 (A B A B ...) on the same batch of 512 x 512 crops of scikit-image photos;
-the medians are compared. Also times the targets alone per image.
+the medians are compared. Also times the targets alone per image and the
+no-grad, no-dropout forward of the batch they are built from
+(``train_cfg.target_forward='eval_head'``, issue #19: the CAM head and the
+refinement head once more in eval mode on the training forward's
+features).
+
+``--head small`` swaps the config's paper-size refinement head (448
+channels, 3x3 fusion, 5 mixing blocks, 1.38 M parameters) for the earlier
+35 k one (128 channels, 1x1 fusion, 1 block); ``--target-forward train``
+builds the targets from the training forward (no extra forward).
 
 Prints ``name: value`` lines; goal ``stage3_targets_ratio <= 1.30``.
 """
@@ -41,6 +50,10 @@ def parse_args():
     p.add_argument('--reps', type=int, default=3)
     p.add_argument('--workers', type=int, default=0,
                    help='HeuristicTargets worker processes')
+    p.add_argument('--head', choices=('paper', 'small'), default='paper',
+                   help='refinement head size (default: the config\'s)')
+    p.add_argument('--target-forward', default=None,
+                   help='train_cfg.target_forward (default: the config\'s)')
     return p.parse_args()
 
 
@@ -64,11 +77,16 @@ def photo_batch(n: int, size: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-def build(with_targets: bool, workers: int):
+def build(with_targets: bool, workers: int, head: str = 'paper',
+          target_forward=None):
     cfg = Config.fromfile(CONFIG)
     m = cfg.model
     m.backbone.init_cfg = None
     m.heuristic_targets.num_workers = workers
+    if head == 'small':
+        m.refine_head.update(channels=128, fusion_kernel=1, num_mix=1)
+    if target_forward:
+        m.train_cfg.target_forward = target_forward
     if not with_targets:
         m.loss_crf = None
         m.loss_rw = None
@@ -80,8 +98,8 @@ def main():
     args = parse_args()
     register_all_modules()
     torch.manual_seed(0)
-    with_t = build(True, args.workers)
-    without = build(False, 0)
+    with_t = build(True, args.workers, args.head, args.target_forward)
+    without = build(False, 0, args.head, args.target_forward)
     without.load_state_dict(with_t.state_dict())
     raw = photo_batch(args.batch, args.size)
     samples = []
@@ -119,6 +137,25 @@ def main():
         times['without'].append(block('without', without))
     med = {k: statistics.median(v) for k, v in times.items()}
 
+    # the no-grad, no-dropout forward the targets are built from
+    from mmwsss.models.segmentors.camguide_segmentor import eval_mode
+    t_fwd = []
+    mode = with_t.train_cfg['target_forward']
+    for _ in range(args.reps):
+        with torch.no_grad():
+            feats = with_t.extract_feat(inputs)
+            t0 = time.perf_counter()
+            if mode == 'eval_head':
+                with eval_mode(with_t.cam_head, with_t.refine_head):
+                    with_t.refine_head(with_t.cam_head(feats), feats[0],
+                                       inputs)
+            elif mode == 'eval':
+                with eval_mode(with_t):
+                    with_t._forward(inputs)
+            t_fwd.append(time.perf_counter() - t0)
+    t_forward = statistics.median(t_fwd)
+    n_params = sum(p.numel() for p in with_t.refine_head.parameters())
+
     # the targets alone, per image, at the refined-map resolution
     h = args.size // 4
     gen = with_t.heuristic_targets
@@ -144,7 +181,8 @@ def main():
 
     print(f'device: cpu, torch threads {torch.get_num_threads()}, batch '
           f'{args.batch} x {args.size}x{args.size}, ResNet-18 student, '
-          f'refined map {h}x{h}')
+          f'refined map {h}x{h}, refinement head {n_params:,} parameters, '
+          f'target_forward={mode!r}')
     print(f'stage3_iter_with_targets_ms: {1000 * med["with"]:.0f}')
     print(f'stage3_iter_without_targets_ms: {1000 * med["without"]:.0f}')
     print(f'stage3_targets_ratio: {med["with"] / med["without"]:.3f} '
@@ -156,11 +194,16 @@ def main():
     amortised = t_targets['crf'] / 4 + t_targets['rw']
     print('heuristic_targets_ms_per_image_amortised: '
           f'{1000 * amortised:.1f} (CRF every 4th iteration)')
-    # the targets are the only extra work of the 'with' iteration; on a
-    # loaded machine the measured ratio is noisy, this bound is not
+    print(f'stage3_target_forward_ms: {1000 * t_forward:.0f} (no-grad '
+          f'forward the targets are built from, per batch)')
+    # the targets and their forward are the only extra work of the 'with'
+    # iteration; on a loaded machine the measured ratio is noisy, this
+    # bound less so
+    extra = amortised * args.batch + t_forward
     print('stage3_targets_ratio_from_parts: '
-          f'{1 + amortised * args.batch / med["without"]:.3f} '
-          '(1 + amortised targets per batch / iteration without)')
+          f'{1 + extra / med["without"]:.3f} '
+          '(1 + (target forward + amortised targets per batch) / '
+          'iteration without)')
 
 
 if __name__ == '__main__':

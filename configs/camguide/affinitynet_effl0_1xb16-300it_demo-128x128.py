@@ -82,10 +82,16 @@ model = dict(
     test_cfg=dict(
         cam_dir=cam_dir,
         flip=False,
-        # PSA / IRN random-walk constants
+        # PSA / IRN random-walk constants, the steps as IRN's reach
+        # (issue #19): 256 steps at radius 5 spread over 0.41 of a 128-node
+        # grid; on this 32-node grid the same reach is 16 steps (256 reach
+        # 4x further). Walk-only smoke on simulated CAMs (200 demo train
+        # images, seeds 46.3 mIoU): 256 steps 26.3, 16 steps 50.8;
+        # ground-truth affinities 71.3 / 68.6
+        # (tools/analysis_tools/affinity_walk_smoke.py).
         radius=5,
         beta=8.0,
-        n_steps=256,
+        n_steps=dict(reach=0.4127),
         # IRN-style background after the walk: the walked foreground CAMs
         # are divided by their global maximum and compared with a constant.
         # 0.75 is the seed threshold of the demo CAM baseline

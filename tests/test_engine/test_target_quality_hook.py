@@ -10,6 +10,7 @@ import copy
 import glob
 import json
 import os.path as osp
+import uuid
 
 import numpy as np
 import pytest
@@ -108,6 +109,12 @@ def _runner(work_dir, demo_root, hook=None):
             checkpoint=dict(type='CheckpointHook', interval=100),
             logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[hook] if hook else [],
+        # a name of its own: MMEngine shares one visualizer (and its
+        # save_dir) between runners started in the same second
+        visualizer=dict(
+            type='Visualizer',
+            vis_backends=[dict(type='LocalVisBackend')],
+            name=f'target_quality_{uuid.uuid4().hex}'),
         default_scope='mmwsss',
         randomness=dict(seed=3),
         log_level='WARNING')

@@ -68,6 +68,9 @@ def _model(stage, teacher_ckpt):
             teacher_checkpoint=teacher_ckpt,
             loss_reg=dict(type='CAMDistillL1Loss', loss_weight=0.65))
     else:
+        # stage 3 draws its dropout masks on the features before the
+        # classifier (CamGuide sec. II.H, issue #19)
+        model['cam_head']['dropout_ratio'] = 0.5
         model.update(
             refine_head=dict(
                 type='CamGuideRefineHead',

@@ -84,8 +84,9 @@ def simulate_cams(gt: np.ndarray,
             p = bg[rng.integers(bg.size)]
             cy, cx = divmod(int(p), w)
             sig = 0.08 * side
-            x = x + rng.uniform(0.2, 0.5) * np.exp(
-                -((yy - cy)**2 + (xx - cx)**2) / (2 * sig**2))
+            x = x + rng.uniform(0.2, 0.5) * np.exp(-((yy - cy)**2 +
+                                                     (xx - cx)**2) /
+                                                   (2 * sig**2))
         x = cv2.GaussianBlur(x.astype(np.float32), (0, 0), spill * side)
         x = x / max(float(x.max()), 1e-6)
         pooled = cv2.resize(x, (ws, hs), interpolation=cv2.INTER_AREA)

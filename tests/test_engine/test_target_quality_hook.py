@@ -54,8 +54,7 @@ def _model():
             channels=16,
             gf_radius=dict(rel=4 / 128)),
         loss_crf=dict(
-            type='HeuristicTargetLoss', loss_weight=0.8,
-            loss_name='loss_crf'),
+            type='HeuristicTargetLoss', loss_weight=0.8, loss_name='loss_crf'),
         loss_rw=dict(
             type='HeuristicTargetLoss', loss_weight=0.4, loss_name='loss_rw'),
         heuristic_targets=dict(
@@ -145,8 +144,8 @@ def test_hook_with_real_runner(tmp_path, demo_root):
     runner = _runner(str(tmp_path / 'with'), demo_root, hook)
     runner.train()
     # scalars.json holds the three curves at steps 0, 2 and 4
-    files = glob.glob(str(tmp_path / 'with' / '*' / 'vis_data' /
-                          'scalars.json'))
+    files = glob.glob(
+        str(tmp_path / 'with' / '*' / 'vis_data' / 'scalars.json'))
     assert len(files) == 1
     rows = [json.loads(line) for line in open(files[0])]
     tq = [r for r in rows if 'target_quality/cam_miou' in r]
@@ -209,8 +208,9 @@ def test_hook_ids_and_errors(tmp_path, demo_root):
             img_ids=['nope']).\
             _build_samples()
     with pytest.raises(KeyError, match='LoadAnnotations'):
-        TargetQualityHook(dataset=_dataset(demo_root, masks=False),
-                          max_images=1)._build_samples()
+        TargetQualityHook(
+            dataset=_dataset(demo_root, masks=False),
+            max_images=1)._build_samples()
     with pytest.raises(FileNotFoundError, match='id file'):
         TargetQualityHook(
             dataset=_dataset(demo_root),

@@ -35,8 +35,8 @@ def random_case(seed, h=9, w=11):
     rng = np.random.default_rng(seed)
     gt = rng.choice([0, 0, 1, 2], size=(h, w))
     gt[0, :3] = 255
-    conf = np.where(rng.random((h, w)) < 0.7, gt, rng.choice([0, 1, 2, 255],
-                                                             size=(h, w)))
+    conf = np.where(
+        rng.random((h, w)) < 0.7, gt, rng.choice([0, 1, 2, 255], size=(h, w)))
     conf[rng.random((h, w)) < 0.2] = 255
     return conf, gt
 

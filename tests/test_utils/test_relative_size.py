@@ -15,8 +15,8 @@ def test_grid_side():
 
 
 @pytest.mark.parametrize('x,odd', [(0.2, 1), (1.0, 1), (1.99, 1), (2.0, 3),
-                                   (3.75, 3), (4.0, 5), (14.9, 15),
-                                   (15.0, 15), (16.0, 17)])
+                                   (3.75, 3), (4.0, 5), (14.9, 15), (15.0, 15),
+                                   (16.0, 17)])
 def test_odd_is_nearest_odd(x, odd):
     assert resolve_size(dict(rel=x / 100), 100, 'odd') == odd
     # nearest: no odd integer is closer

@@ -43,6 +43,7 @@ from mmwsss.cams.simulate import simulate_cams
 from mmwsss.cams.thresholds import ThresholdAccumulator
 from mmwsss.evaluation.label_maps import read_label_png
 from mmwsss.models.segmentors.camguide_segmentor import make_cam
+from mmwsss.refine.affinity_random_walk import resolve_walk
 from mmwsss.registry import MODELS
 from mmwsss.utils import register_all_modules
 from mmwsss.utils.io import atomic_write_bytes
@@ -57,17 +58,21 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--data-root', required=True)
     p.add_argument('--split', default='train')
-    p.add_argument('--scores-dir', default=None,
-                   help='saved CAM scores (<stem>.npz)')
-    p.add_argument('--simulate', default=None,
-                   help='write simulated CAM scores to this folder first')
+    p.add_argument(
+        '--scores-dir', default=None, help='saved CAM scores (<stem>.npz)')
+    p.add_argument(
+        '--simulate',
+        default=None,
+        help='write simulated CAM scores to this folder first')
     p.add_argument('--config', default=DEMO_CFG)
-    p.add_argument('--checkpoint', default=None,
-                   help='AffinityNet checkpoint (net rows); none: gt only')
+    p.add_argument(
+        '--checkpoint',
+        default=None,
+        help='AffinityNet checkpoint (net rows); none: gt only')
     p.add_argument('--num-images', type=int, default=50)
     p.add_argument('--num-classes', type=int, default=8)
-    p.add_argument('--settings', nargs='+',
-                   default=['5:256:8', '5:16:8', 'rel:reach:8'])
+    p.add_argument(
+        '--settings', nargs='+', default=['5:256:8', '5:16:8', 'rel:reach:8'])
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default=None)
     return p.parse_args(argv)
@@ -79,13 +84,11 @@ def write_simulated(root: str, split: str, out: str, num_classes: int,
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(seed)
     for stem in read_ids(root, split)[:n]:
-        gt = read_label_png(osp.join(root, 'SegmentationClass',
-                                     stem + '.png'))
+        gt = read_label_png(osp.join(root, 'SegmentationClass', stem + '.png'))
         labels = [int(c) for c in np.unique(gt) if 0 < c < 255]
         coarse = torch.from_numpy(simulate_cams(gt, num_classes, rng=rng))
         up = F.interpolate(
-            coarse[None], size=gt.shape, mode='bilinear',
-            align_corners=False)
+            coarse[None], size=gt.shape, mode='bilinear', align_corners=False)
         cams = make_cam(up)[0].numpy()
         keep = np.zeros(num_classes - 1, bool)
         keep[[c - 1 for c in labels]] = True
@@ -118,8 +121,8 @@ def gt_features(gt: np.ndarray, grid, num_classes: int) -> torch.Tensor:
     """One-hot mask features on the affinity grid (nearest)."""
     g = torch.from_numpy(gt.astype(np.int64))
     g = torch.where(g == 255, torch.full_like(g, num_classes), g)
-    g = F.interpolate(g[None, None].float(), size=grid,
-                      mode='nearest')[0, 0].long()
+    g = F.interpolate(
+        g[None, None].float(), size=grid, mode='nearest')[0, 0].long()
     onehot = F.one_hot(g, num_classes + 1).permute(2, 0, 1).float()
     return onehot * 50.0
 
@@ -130,9 +133,9 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     scores_dir = args.scores_dir
     if args.simulate:
-        scores_dir = write_simulated(args.data_root, args.split,
-                                     args.simulate, args.num_classes,
-                                     args.seed, args.num_images)
+        scores_dir = write_simulated(args.data_root, args.split, args.simulate,
+                                     args.num_classes, args.seed,
+                                     args.num_images)
     if not scores_dir:
         raise SystemExit('give --scores-dir or --simulate')
     cfg = Config.fromfile(args.config)
@@ -154,8 +157,7 @@ def run(args: argparse.Namespace) -> dict:
         if osp.isfile(osp.join(scores_dir, s + '.npz'))
     ][:args.num_images]
     for stem in stems:
-        img = cv2.imread(osp.join(args.data_root, 'JPEGImages',
-                                  stem + '.jpg'))
+        img = cv2.imread(osp.join(args.data_root, 'JPEGImages', stem + '.jpg'))
         gt = read_label_png(
             osp.join(args.data_root, 'SegmentationClass', stem + '.png'))
         with np.load(osp.join(scores_dir, stem + '.npz')) as d:
@@ -164,7 +166,9 @@ def run(args: argparse.Namespace) -> dict:
         acc['seeds'].update(scores, gt, labels)
         h, w = gt.shape
         meta = dict(
-            img_path=stem + '.jpg', ori_shape=(h, w), img_shape=(h, w),
+            img_path=stem + '.jpg',
+            ori_shape=(h, w),
+            img_shape=(h, w),
             img_labels=labels)
         feats = {}
         with torch.no_grad():
@@ -173,24 +177,27 @@ def run(args: argparse.Namespace) -> dict:
                     dict(inputs=[torch.from_numpy(img).permute(2, 0, 1)]),
                     False)
                 feats['net'] = model.affinity_features(data['inputs'])[0]
-            grid = (feats['net'].shape[-2:]
-                    if 'net' in feats else (-(-h // 4), -(-w // 4)))
+            grid = (
+                feats['net'].shape[-2:] if 'net' in feats else
+                (-(-h // 4), -(-w // 4)))
             feats['gt'] = gt_features(gt, grid, args.num_classes)
             for kind in kinds:
-                for text, (radius, steps, beta) in zip(
-                        args.settings, settings):
+                for text, (radius, steps, beta) in zip(args.settings,
+                                                       settings):
                     model.test_cfg.update(
-                        radius=radius, n_steps=steps, beta=beta,
+                        radius=radius,
+                        n_steps=steps,
+                        beta=beta,
                         bg_mode='const')
-                    from mmwsss.refine.affinity_random_walk import \
-                        resolve_walk
                     resolved[text] = resolve_walk(radius, steps, grid)
                     walked, _ = model.walk_scores(feats[kind], meta, (h, w))
                     acc[f'{kind} {text}'].update(walked.numpy(), gt, labels)
-    out = dict(images=len(stems), resolved={
-        k: dict(radius=v[0], n_steps=v[1])
-        for k, v in resolved.items()
-    })
+    out = dict(
+        images=len(stems),
+        resolved={
+            k: dict(radius=v[0], n_steps=v[1])
+            for k, v in resolved.items()
+        })
     out['miou'] = {}
     for name, a in acc.items():
         thr, miou = max(a.sweep_global(), key=lambda t: t[1])

@@ -84,31 +84,36 @@ def configurations() -> Dict[str, dict]:
         return cfg
 
     return {
-        'before': dict(dropout=0.5, targets=gen(OLD_SIZES, None)),
-        '+D1 (no-dropout forward)': dict(
-            dropout=0.0, targets=gen(OLD_SIZES, None)),
-        '+D2 (RW renormalised)': dict(
-            dropout=0.0, targets=gen(OLD_SIZES, 'class')),
-        '+D4 (relative sizes) = after': dict(
-            dropout=0.0, targets=gen(REL_SIZES, 'class')),
+        'before':
+        dict(dropout=0.5, targets=gen(OLD_SIZES, None)),
+        '+D1 (no-dropout forward)':
+        dict(dropout=0.0, targets=gen(OLD_SIZES, None)),
+        '+D2 (RW renormalised)':
+        dict(dropout=0.0, targets=gen(OLD_SIZES, 'class')),
+        '+D4 (relative sizes) = after':
+        dict(dropout=0.0, targets=gen(REL_SIZES, 'class')),
         # not a defect fix: the walk's colour scale (eq. (14)), a tuning
-        'after, SLIC sigma_color 1.0': dict(
-            dropout=0.0, targets=sigma(gen(REL_SIZES, 'class'), 1.0)),
+        'after, SLIC sigma_color 1.0':
+        dict(dropout=0.0, targets=sigma(gen(REL_SIZES, 'class'), 1.0)),
     }
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--data-root', required=True,
-                   help='VOC-layout folder (JPEGImages, SegmentationClass, '
-                   'ImageSets/Segmentation/<split>.txt)')
+    p.add_argument(
+        '--data-root',
+        required=True,
+        help='VOC-layout folder (JPEGImages, SegmentationClass, '
+        'ImageSets/Segmentation/<split>.txt)')
     p.add_argument('--split', default='train')
     p.add_argument('--num-images', type=int, default=100)
     p.add_argument('--num-classes', type=int, default=8)
-    p.add_argument('--taus', type=float, nargs='+',
-                   default=[0.65, 0.75, 0.85])
-    p.add_argument('--sweep', type=float, nargs='+',
-                   default=[round(0.05 + 0.1 * i, 2) for i in range(10)])
+    p.add_argument('--taus', type=float, nargs='+', default=[0.65, 0.75, 0.85])
+    p.add_argument(
+        '--sweep',
+        type=float,
+        nargs='+',
+        default=[round(0.05 + 0.1 * i, 2) for i in range(10)])
     p.add_argument('--cam-stride', type=int, default=16)
     p.add_argument('--grid-stride', type=int, default=4)
     p.add_argument('--seed', type=int, default=0)
@@ -131,8 +136,8 @@ def load_images(root: str, split: str, n: int) -> List[dict]:
         gt = read_label_png(osp.join(root, 'SegmentationClass', i + '.png'))
         labels = sorted(int(c) for c in np.unique(gt) if 0 < c < 255)
         if labels:
-            out.append(dict(id=i, img=img[..., ::-1].copy(), gt=gt,
-                            labels=labels))
+            out.append(
+                dict(id=i, img=img[..., ::-1].copy(), gt=gt, labels=labels))
     return out
 
 
@@ -183,10 +188,16 @@ def run(args: argparse.Namespace) -> dict:
         d['small'] = cv2.resize(
             d['img'], d['grid'][::-1], interpolation=cv2.INTER_AREA)
     confs = configurations()
-    gens = {name: HeuristicTargets(**c['targets'])
-            for name, c in confs.items()}
-    results = dict(rows={}, grad_ratio={}, sweep={}, rw_renorm={},
-                   settings=dict(vars(args), num_used=len(data)))
+    gens = {
+        name: HeuristicTargets(**c['targets'])
+        for name, c in confs.items()
+    }
+    results = dict(
+        rows={},
+        grad_ratio={},
+        sweep={},
+        rw_renorm={},
+        settings=dict(vars(args), num_used=len(data)))
 
     def targets_of(gen, d, tau, refined, which=('crf', 'rw')):
         k = refined.shape[1]
@@ -206,8 +217,8 @@ def run(args: argparse.Namespace) -> dict:
         for tau in args.taus:
             acc = LabelMapIoU(args.num_classes)
             for d in data:
-                refined = refined_maps(d['coarse'], d['grid'],
-                                       cfg['dropout'], gtorch)
+                refined = refined_maps(d['coarse'], d['grid'], cfg['dropout'],
+                                       gtorch)
                 cam, tg = targets_of(gens[name], d, tau, refined)
                 acc.add('cam', cam, d['gt'])
                 for key, v in tg.items():
@@ -226,14 +237,13 @@ def run(args: argparse.Namespace) -> dict:
                 ratios[key].append(
                     grad_ratio(refined, d['labels'], tau, tg[key], detach))
         results['grad_ratio'][f'detach_norm={detach}'] = {
-            k: float(np.nanmedian(v)) for k, v in ratios.items()
+            k: float(np.nanmedian(v))
+            for k, v in ratios.items()
         }
     # tau sweep of the final configuration, and of the walk's renorms
     renorm_gens = {
-        str(r): HeuristicTargets(
-            crf=None,
-            rw=dict(REL_SIZES['rw'], renorm=r)) for r in (None, 'class',
-                                                         'global')
+        str(r): HeuristicTargets(crf=None, rw=dict(REL_SIZES['rw'], renorm=r))
+        for r in (None, 'class', 'global')
     }
     renorm_gens['class, sigma_color 1.0'] = HeuristicTargets(
         crf=None, rw=dict(REL_SIZES['rw'], renorm='class', sigma_color=1.0))
@@ -253,7 +263,8 @@ def run(args: argparse.Namespace) -> dict:
                 area[r][1] += int((cam > 0).sum())
         results['sweep'][str(tau)] = acc.results()
         results['rw_renorm'][str(tau)] = {
-            r: a / max(b, 1) for r, (a, b) in area.items()
+            r: a / max(b, 1)
+            for r, (a, b) in area.items()
         }
     results['seconds'] = round(time.time() - t0, 1)
     return results
@@ -282,8 +293,8 @@ def report(results: dict) -> str:
     lines.append('Tau sweep (after): mIoU (%) of cam / crf / rw, and rw per '
                  'renorm (fg area of the walk target / plain threshold)')
     names = list(next(iter(results['rw_renorm'].values())))
-    lines.append('| tau | cam | crf | ' +
-                 ' | '.join(f'rw renorm={n}' for n in names) + ' |')
+    lines.append('| tau | cam | crf | ' + ' | '.join(f'rw renorm={n}'
+                                                     for n in names) + ' |')
     lines.append('|---|---|---|' + '---|' * len(names))
     for t, r in results['sweep'].items():
         a = results['rw_renorm'][t]

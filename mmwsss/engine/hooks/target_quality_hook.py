@@ -47,9 +47,9 @@ class TargetQualityHook(Hook):
       the same scores,
 
     through ``model.heuristic_target_maps(inputs, data_samples, tau)``
-    (:meth:`~mmwsss.models.segmentors.CamGuideSegmentor.heuristic_target_maps`);
-    a model without that method is scored on the ``pred_sem_seg`` of its
-    ``predict`` (``cam`` only). The maps are resized to the masks with
+    (``CamGuideSegmentor.heuristic_target_maps``); a model without that
+    method is scored on the ``pred_sem_seg`` of its ``predict`` (``cam``
+    only). The maps are resized to the masks with
     nearest neighbours and booked into one confusion matrix per name over
     all images (VOC protocol, :class:`~mmwsss.evaluation.target_quality.
     LabelMapIoU`).
@@ -178,7 +178,10 @@ class TargetQualityHook(Hook):
         if self.eval_before_train:
             self.evaluate(runner)
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs=None) -> None:
         if self.every_n_train_iters(runner, self.interval):
             self.evaluate(runner, step=runner.iter + 1)
@@ -218,9 +221,9 @@ class TargetQualityHook(Hook):
                 maps = {k: v.cpu().numpy() for k, v in maps.items()}
             else:
                 preds = model.predict(inputs, data_samples)
-                maps = dict(cam=np.stack([
-                    p.pred_sem_seg.data[0].cpu().numpy() for p in preds
-                ]))
+                maps = dict(
+                    cam=np.stack(
+                        [p.pred_sem_seg.data[0].cpu().numpy() for p in preds]))
             for i, ds in enumerate(data_samples):
                 gt = ds.gt_sem_seg.data[0].cpu().numpy()
                 for name, m in maps.items():
@@ -247,8 +250,9 @@ class TargetQualityHook(Hook):
         for key, value in scalars.items():
             runner.message_hub.update_scalar(key, value)
         runner.visualizer.add_scalars(scalars, step=step)
-        runner.logger.info(f'TargetQualityHook iter {step}: ' + ', '.join(
-            f'{name} {100 * v:.2f}' for name, v in res.items()) +
+        runner.logger.info(f'TargetQualityHook iter {step}: ' +
+                           ', '.join(f'{name} {100 * v:.2f}'
+                                     for name, v in res.items()) +
                            ' (mIoU % vs masks)')
         self.last = scalars
         self._last_step = step

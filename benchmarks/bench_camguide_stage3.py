@@ -48,12 +48,20 @@ def parse_args():
     p.add_argument('--batch', type=int, default=4)
     p.add_argument('--size', type=int, default=512)
     p.add_argument('--reps', type=int, default=3)
-    p.add_argument('--workers', type=int, default=0,
-                   help='HeuristicTargets worker processes')
-    p.add_argument('--head', choices=('paper', 'small'), default='paper',
-                   help='refinement head size (default: the config\'s)')
-    p.add_argument('--target-forward', default=None,
-                   help='train_cfg.target_forward (default: the config\'s)')
+    p.add_argument(
+        '--workers',
+        type=int,
+        default=0,
+        help='HeuristicTargets worker processes')
+    p.add_argument(
+        '--head',
+        choices=('paper', 'small'),
+        default='paper',
+        help='refinement head size (default: the config\'s)')
+    p.add_argument(
+        '--target-forward',
+        default=None,
+        help='train_cfg.target_forward (default: the config\'s)')
     return p.parse_args()
 
 
@@ -72,12 +80,15 @@ def photo_batch(n: int, size: int) -> torch.Tensor:
         img = cv2.resize(img[..., :3], (size, size))
         if rng.random() < 0.5:
             img = img[:, ::-1]
-        out.append(torch.from_numpy(np.ascontiguousarray(img)).permute(
-            2, 0, 1).float())
+        out.append(
+            torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0,
+                                                                1).float())
     return torch.stack(out)
 
 
-def build(with_targets: bool, workers: int, head: str = 'paper',
+def build(with_targets: bool,
+          workers: int,
+          head: str = 'paper',
           target_forward=None):
     cfg = Config.fromfile(CONFIG)
     m = cfg.model
@@ -147,8 +158,8 @@ def main():
             t0 = time.perf_counter()
             if mode == 'eval_head':
                 with eval_mode(with_t.cam_head, with_t.refine_head):
-                    with_t.refine_head(with_t.cam_head(feats), feats[0],
-                                       inputs)
+                    with_t.refine_head(
+                        with_t.cam_head(feats), feats[0], inputs)
             elif mode == 'eval':
                 with eval_mode(with_t):
                     with_t._forward(inputs)

@@ -409,8 +409,7 @@ def label_precision(out_dir: str,
                     stride: int = 4) -> dict:
     """Precision of the written labels that have a mask; see the module
     docstring. Writes ``OUT_DIR/precision.json``."""
-    from mmwsss.evaluation.affinity_labels import \
-        evaluate_affinity_label_dir
+    from mmwsss.evaluation.affinity_labels import evaluate_affinity_label_dir
     if not osp.isdir(gt_dir):
         raise FileNotFoundError(f'mask folder not found: {gt_dir}')
     try:

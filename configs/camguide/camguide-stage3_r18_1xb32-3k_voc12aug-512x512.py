@@ -18,9 +18,8 @@
 # parameters (3x3 fusion conv + 5 depthwise-separable mixing blocks of
 # 448 channels: 1,384,824).
 _base_ = [
-    '../_base_/models/camguide_r18.py',
-    '../_base_/datasets/voc12aug_wsss.py', '../_base_/default_runtime.py',
-    '../_base_/models/camguide_stage3_sizes.py'
+    '../_base_/models/camguide_r18.py', '../_base_/datasets/voc12aug_wsss.py',
+    '../_base_/default_runtime.py', '../_base_/models/camguide_stage3_sizes.py'
 ]
 load_from = ('work_dirs/camguide-stage2_r18_teacher-r50_1xb32-5k_'
              'voc12aug-512x512/iter_5000.pth')
@@ -79,8 +78,7 @@ max_iters = 3000
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
-        type='SGD', lr=0.009, momentum=0.9, nesterov=True,
-        weight_decay=1e-4))
+        type='SGD', lr=0.009, momentum=0.9, nesterov=True, weight_decay=1e-4))
 param_scheduler = [
     dict(
         type='PolyLR',

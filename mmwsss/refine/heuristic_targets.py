@@ -136,8 +136,8 @@ class HeuristicTargets:
                              f'got {num_workers}')
         if is_relative(close_kernel):
             close_kernel = check_size(close_kernel, 'close_kernel', 'odd', 1)
-        elif isinstance(close_kernel, bool) or int(
-                close_kernel) != close_kernel:
+        elif isinstance(close_kernel,
+                        bool) or int(close_kernel) != close_kernel:
             raise ValueError(f'close_kernel must be an integer, got '
                              f'{close_kernel}')
         if mp_start_method not in ('spawn', 'forkserver'):
@@ -349,10 +349,11 @@ class HeuristicTargets:
             return {}
         crf = self.crf_for((h, w))
         close_kernel = self.resolve_close_kernel((h, w))
-        jobs = [(crf, self.rw, close_kernel, self.ignore_index,
-                 imgs[i], scores[i], labels[i], which,
-                 None if valid_masks is None else valid_masks[i])
-                for i in range(n)]
+        jobs = [
+            (crf, self.rw, close_kernel, self.ignore_index, imgs[i], scores[i],
+             labels[i], which, None if valid_masks is None else valid_masks[i])
+            for i in range(n)
+        ]
         if self.num_workers > 0 and n > 1:
             results = self._get_pool().map(_one_image, jobs)
         else:

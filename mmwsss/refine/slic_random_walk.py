@@ -335,8 +335,9 @@ class SLICRandomWalk:
         sigma = _resolve_sigma(sigma_color, color_space)
         if is_relative(n_segments):
             n_segments = check_size(n_segments, 'n_segments', 'count', 1)
-        elif isinstance(n_segments, bool) or int(
-                n_segments) != n_segments or n_segments < 1:
+        elif isinstance(
+                n_segments,
+                bool) or int(n_segments) != n_segments or n_segments < 1:
             raise ValueError(f'n_segments must be a positive integer, got '
                              f'{n_segments}')
         if renorm not in RENORMS:
@@ -369,8 +370,7 @@ class SLICRandomWalk:
         if not is_relative(self.n_segments):
             return int(self.n_segments)
         h, w = (int(s) for s in tuple(shape)[:2])
-        return resolve_size(self.n_segments, h * w, 'count', 1,
-                            'n_segments')
+        return resolve_size(self.n_segments, h * w, 'count', 1, 'n_segments')
 
     def probs(
         self,
@@ -415,8 +415,7 @@ class SLICRandomWalk:
                 top = fg.reshape(len(fg), -1).max(axis=1)[:, None, None]
             else:
                 top = np.full((1, 1, 1), fg.max(), np.float32)
-            walked[1:] = np.where(top > 0, fg / np.where(top > 0, top, 1),
-                                  fg)
+            walked[1:] = np.where(top > 0, fg / np.where(top > 0, top, 1), fg)
         return walked, keys
 
     def __call__(self,

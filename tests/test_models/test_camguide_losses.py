@@ -613,8 +613,9 @@ def test_loc_loss_relative_window():
     assert rel.resolve_window((64, 64)) == 3
     # 1.75 on a 32 grid: nearest odd 1, raised to the minimum of 3
     assert rel.resolve_window((32, 32)) == 3
-    assert WindowLocalConsistencyLoss(
-        window=dict(rel=7 / 128, min=1)).resolve_window((32, 32)) == 1
+    assert WindowLocalConsistencyLoss(window=dict(rel=7 /
+                                                  128, min=1)).resolve_window(
+                                                      (32, 32)) == 1
     assert rel(cams).item() == pytest.approx(
         WindowLocalConsistencyLoss(window=3)(cams).item(), rel=1e-12)
     big = torch.rand(1, 3, 128, 128, generator=_gen(4), dtype=torch.float64)

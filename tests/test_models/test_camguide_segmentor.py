@@ -37,7 +37,9 @@ def _teacher():
         type='CAMSegmentor',
         backbone=_backbone((3, )),
         cam_head=dict(
-            type='CAMHead', in_channels=64, num_classes=NUM_CLASSES,
+            type='CAMHead',
+            in_channels=64,
+            num_classes=NUM_CLASSES,
             init_cfg=None))
 
 
@@ -67,10 +69,12 @@ def _cfg(stage=1, **kw):
                 stage1_channels=8,
                 gf_radius=2),
             loss_crf=dict(
-                type='HeuristicTargetLoss', loss_weight=0.8,
+                type='HeuristicTargetLoss',
+                loss_weight=0.8,
                 loss_name='loss_crf'),
             loss_rw=dict(
-                type='HeuristicTargetLoss', loss_weight=0.4,
+                type='HeuristicTargetLoss',
+                loss_weight=0.4,
                 loss_name='loss_rw'),
             loss_edge=dict(type='EdgeConsistencyLoss', loss_weight=0.7),
             loss_loc=dict(type='WindowLocalConsistencyLoss', loss_weight=0.45),
@@ -110,12 +114,12 @@ def test_make_cam_closed_form():
     x = torch.tensor([[[[1.0, -2.0], [3.0, 0.5]]]])
     eps = 1e-5
     out = make_cam(x, eps)
-    expect = torch.tensor([[[[1 - eps, 0.0], [3 - eps, 0.5 - eps]]]]) / (3 +
-                                                                        eps)
+    expect = torch.tensor([[[[1 - eps, 0.0], [3 - eps, 0.5 - eps]]]
+                           ]) / (3 + eps)
     torch.testing.assert_close(out, expect)
     # an all-negative map gives zeros, not NaN
-    assert torch.equal(make_cam(-torch.ones(1, 1, 2, 2)),
-                       torch.zeros(1, 1, 2, 2))
+    assert torch.equal(
+        make_cam(-torch.ones(1, 1, 2, 2)), torch.zeros(1, 1, 2, 2))
 
 
 def test_stochastic_mask_brute_force():
@@ -136,7 +140,8 @@ def test_stochastic_mask_brute_force():
     mask = stochastic_mask(cams, labels, tau, (4, 5), 'max', 'nearest')
     for b in range(2):
         m = max((cams[b, k] * labels[b, k] for k in range(3)),
-                key=lambda t: 0, default=None)
+                key=lambda t: 0,
+                default=None)
         m = torch.stack([cams[b, k] * labels[b, k]
                          for k in range(3)]).max(0).values
         np.testing.assert_array_equal(mask[b, 0].numpy(),
@@ -233,8 +238,8 @@ def test_checkpoint_carries_teacher(tmp_path):
     model2.loss(torch.rand(2, 3, 32, 32), _samples(2))
     assert 'teacher.backbone.stem.0.weight' not in \
         model.state_dict_teacher_free()
-    assert model.num_student_params() < sum(
-        p.numel() for p in model.parameters())
+    assert model.num_student_params() < sum(p.numel()
+                                            for p in model.parameters())
 
 
 def test_stage3_losses_and_predict():
@@ -317,15 +322,15 @@ def test_stage3_targets_from_eval_forward(mode):
         feats = model.extract_feat(inputs)  # train-mode backbone
         model.cam_head.eval()
         model.refine_head.eval()
-        eval_head = model.refine_head(model.cam_head(feats), feats[0],
-                                      inputs)
+        eval_head = model.refine_head(model.cam_head(feats), feats[0], inputs)
         model.train()
         torch.manual_seed(1)
         dropped = model._forward(inputs)  # training forward, with dropout
     ref = dict(eval_head=eval_head, eval=full_eval)
     if mode in ref:
         torch.testing.assert_close(
-            got, make_cam(ref[mode]) * labels[..., None, None])
+            got,
+            make_cam(ref[mode]) * labels[..., None, None])
     else:
         # the training forward's own (dropped) maps: not the eval ones
         assert not torch.allclose(
@@ -333,8 +338,8 @@ def test_stage3_targets_from_eval_forward(mode):
     # dropout changes the maps, so the modes differ
     assert not torch.allclose(make_cam(dropped), make_cam(eval_head))
     # background channel: the sampled tau
-    np.testing.assert_allclose(
-        cap.scores[:, 0], cap.tau[:, :1, None].expand(2, 8, 8).numpy())
+    np.testing.assert_allclose(cap.scores[:, 0],
+                               cap.tau[:, :1, None].expand(2, 8, 8).numpy())
 
 
 @pytest.mark.parametrize('detach', [True, False])
@@ -395,8 +400,8 @@ def test_heuristic_target_maps():
     cams = make_cam(model._forward(inputs)).detach()
     for i, lab in enumerate(((1, 2), (3, ))):
         keys = [0] + list(lab)
-        stack = torch.cat([torch.full((1, 8, 8), 0.2), cams[i, [
-            c - 1 for c in lab]]])
+        stack = torch.cat(
+            [torch.full((1, 8, 8), 0.2), cams[i, [c - 1 for c in lab]]])
         expect = torch.tensor(keys)[stack.argmax(0)]
         torch.testing.assert_close(maps['cam'][i], expect)
     assert set(maps['crf'][1].unique().tolist()) <= {0, 3}

@@ -267,8 +267,7 @@ def test_renorm_after_walk():
     np.testing.assert_allclose(
         glob.probs(img, scores, [3, 6])[0], ref_g, rtol=1e-6)
     lab_c = per_class(img, scores, [3, 6])
-    np.testing.assert_array_equal(lab_c,
-                                  keys[np.argmax(ref_c, axis=0)])
+    np.testing.assert_array_equal(lab_c, keys[np.argmax(ref_c, axis=0)])
     assert (lab_c == 3).any() and (lab_c == 6).any()
     # the background channel is never rescaled
     np.testing.assert_allclose(
@@ -286,8 +285,9 @@ def test_relative_segments():
         (8, 8)) == 1
     img, scores = labelled_case()
     ab = SLICRandomWalk(n_segments=round(1100 / 128**2 * H * W), n_iters=3)
-    np.testing.assert_array_equal(rel.probs(img, scores, [5])[0],
-                                  ab.probs(img, scores, [5])[0])
+    np.testing.assert_array_equal(
+        rel.probs(img, scores, [5])[0],
+        ab.probs(img, scores, [5])[0])
     with pytest.raises(ValueError, match='n_segments'):
         SLICRandomWalk(n_segments=dict(rel=0))
 

@@ -234,11 +234,12 @@ def test_sigkill_midway_then_rerun_is_byte_identical(tmp_path):
     for i in range(n):
         scores = np.zeros((4, 64, 64), np.float32)
         scores[0] = 0.75
-        scores[1] = cv2.GaussianBlur(rng.random((64, 64)).astype(np.float32),
-                                     (9, 9), 3)
+        scores[1] = cv2.GaussianBlur(
+            rng.random((64, 64)).astype(np.float32), (9, 9), 3)
         np.savez(src / f'im{i:04d}.npz', scores=scores, img_labels=[1])
-        cv2.imwrite(str(imgs / f'im{i:04d}.jpg'),
-                    (rng.random((64, 64, 3)) * 255).astype(np.uint8))
+        cv2.imwrite(
+            str(imgs / f'im{i:04d}.jpg'), (rng.random(
+                (64, 64, 3)) * 255).astype(np.uint8))
 
     def cmd(out):
         return [
@@ -299,8 +300,7 @@ def test_cli_precision(scores_dir, tmp_path, capsys):
         Image.fromarray(np.asarray(gt, np.uint8)).save(gt_dir / f'{stem}.png')
     res = tool.main([
         str(scores_dir),
-        str(tmp_path / 'aff'), '--crf', 'none', '--no-progress',
-        '--gt-dir',
+        str(tmp_path / 'aff'), '--crf', 'none', '--no-progress', '--gt-dir',
         str(gt_dir), '--grid-stride', '1', '--radius', '2'
     ])
     prec = res['precision']

@@ -125,10 +125,11 @@ class GuidedFilter(nn.Module):
     def extra_repr(self) -> str:
         return f'radius={self.radius}, eps={self.eps}, guide={self.guide!r}'
 
-    def forward(self,
-                p: Tensor,
-                I: Tensor,  # noqa: E741
-                radius: Optional[int] = None) -> Tensor:
+    def forward(
+            self,
+            p: Tensor,
+            I: Tensor,  # noqa: E741
+            radius: Optional[int] = None) -> Tensor:
         """Filter ``p`` guided by ``I``.
 
         Args:
@@ -174,8 +175,11 @@ class GuidedFilter(nn.Module):
         ab = box_mean(torch.cat([a, b], dim=1), r)
         return ab[:, :k] * g + ab[:, k:]
 
-    def _color(self, p: Tensor, I: Tensor,  # noqa: E741
-               r: int) -> Tensor:
+    def _color(
+            self,
+            p: Tensor,
+            I: Tensor,  # noqa: E741
+            r: int) -> Tensor:
         k = p.shape[1]
         pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
         prods = [I[:, i:i + 1] * I[:, j:j + 1] for i, j in pairs]
@@ -367,11 +371,7 @@ class CamGuideRefineHead(BaseModule):
                     norm_cfg=norm_cfg,
                     act_cfg=act_cfg),
                 ConvModule(
-                    channels,
-                    channels,
-                    1,
-                    norm_cfg=norm_cfg,
-                    act_cfg=act_cfg)
+                    channels, channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
             ]
         self.phi = nn.Sequential(*layers)
         self.psi = nn.Conv2d(channels, k, 1)

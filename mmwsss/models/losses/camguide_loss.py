@@ -442,8 +442,7 @@ class EdgeConsistencyLoss(_CamGuideLoss):
         """
         sizes = self.resolved_sizes(img.shape[-2:], size)
         x = img.detach().float()
-        x = gaussian_blur(x, sizes['img_blur_kernel'],
-                          sizes['img_blur_sigma'])
+        x = gaussian_blur(x, sizes['img_blur_kernel'], sizes['img_blur_sigma'])
         s = scharr_magnitude(x).mean(dim=1, keepdim=True)
         smax = s.flatten(1).max(dim=1).values[:, None, None, None]
         s = torch.where(smax > 0, s / smax.clamp_min(1e-30),

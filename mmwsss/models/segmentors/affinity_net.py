@@ -14,8 +14,8 @@ from torch import Tensor
 
 # imported for its registration (``type='AffinityHead'``)
 from mmwsss.models.heads.affinity_head import AffinityHead  # noqa: F401
-from mmwsss.refine.affinity_random_walk import (check_walk_cfg,
-                                                random_walk, resolve_walk,
+from mmwsss.refine.affinity_random_walk import (check_walk_cfg, random_walk,
+                                                resolve_walk,
                                                 sparse_transition)
 from mmwsss.registry import MODELS
 from .cam_segmentor import CAMSegmentor, merge_known_keys
@@ -319,8 +319,8 @@ class AffinityNet(BaseSegmentor):
         grid = feats.shape[-2:]
         pooled = F.adaptive_avg_pool2d(maps[None], grid)[0]
         radius, n_steps = resolve_walk(cfg['radius'], cfg['n_steps'], grid)
-        trans = sparse_transition(feats.float(), radius=radius,
-                                  beta=cfg['beta'])
+        trans = sparse_transition(
+            feats.float(), radius=radius, beta=cfg['beta'])
         walked = random_walk(trans, pooled.float(), n_steps)
         up = F.interpolate(
             walked[None],

@@ -35,9 +35,7 @@ TARGET_FORWARDS = ('eval_head', 'eval', 'train')
 NORM_TERMS = ('crf', 'rw', 'edge', 'loc')
 
 
-def make_cam(x: Tensor,
-             eps: float = 1e-5,
-             detach_max: bool = False) -> Tensor:
+def make_cam(x: Tensor, eps: float = 1e-5, detach_max: bool = False) -> Tensor:
     """PuzzleCAM ``make_cam`` normalisation (CamGuide eq. (2)-(3)).
 
     ``relu(x - eps) / max(eps, max_{h,w}(x) + eps)`` per sample and
@@ -395,8 +393,8 @@ class CamGuideSegmentor(CAMSegmentor):
 
     # ------------------------------------------------------------------
     # student
-    def student_forward(self, inputs: Tensor
-                        ) -> Tuple[Tensor, Optional[Tensor]]:
+    def student_forward(self,
+                        inputs: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """Student maps of ``inputs``.
 
         Returns:
@@ -422,8 +420,8 @@ class CamGuideSegmentor(CAMSegmentor):
         return coarse if refined is None else refined
 
     def _view_cams(self, x: Tensor, data_samples: OptSampleList,
-                   in_shape: Tuple[int, int],
-                   flip: bool) -> Tuple[Tensor, Tensor]:
+                   in_shape: Tuple[int,
+                                   int], flip: bool) -> Tuple[Tensor, Tensor]:
         cams = self._forward(x)
         return cams, cams.mean(dim=(2, 3))
 
@@ -454,8 +452,7 @@ class CamGuideSegmentor(CAMSegmentor):
         cfg = self.train_cfg
         t_maps = self.teacher_maps(inputs)
         t_cams = make_cam(t_maps, cfg['cam_eps'])
-        tau = self._sample_tau(inputs.shape[0], t_maps.shape[1],
-                               inputs.device)
+        tau = self._sample_tau(inputs.shape[0], t_maps.shape[1], inputs.device)
         mask = stochastic_mask(t_cams, labels, tau, inputs.shape[2:],
                                cfg['mask_combine'], cfg['mask_resize'])
         masked = inputs * mask
@@ -511,8 +508,7 @@ class CamGuideSegmentor(CAMSegmentor):
                     t_maps = refined.detach()
                 elif cfg['target_forward'] == 'eval_head':
                     with eval_mode(self.cam_head, self.refine_head):
-                        t_coarse = self.cam_head(
-                            [f.detach() for f in feats])
+                        t_coarse = self.cam_head([f.detach() for f in feats])
                         t_maps = self.refine_head(
                             t_coarse, feats[self.stage1_index].detach(),
                             inputs)
@@ -520,16 +516,16 @@ class CamGuideSegmentor(CAMSegmentor):
                     with eval_mode(self):
                         t_maps = self._forward(inputs)
                 t_cams = make_cam(t_maps, eps) * lab
-                t_scores = torch.cat(
-                    [self._bg_score(tau, t_cams), t_cams], dim=1)
+                t_scores = torch.cat([self._bg_score(tau, t_cams), t_cams],
+                                     dim=1)
             targets = self.heuristic_targets(
                 self._small_images(inputs, data_samples, (h, w)),
                 t_scores.float().cpu().numpy(),
                 self._img_labels(data_samples),
                 which=tuple(which))
             for key in which:
-                tgt = torch.from_numpy(np.ascontiguousarray(
-                    targets[key])).to(inputs.device, torch.long)
+                tgt = torch.from_numpy(np.ascontiguousarray(targets[key])).to(
+                    inputs.device, torch.long)
                 cams = cams_for(key)
                 scores = torch.cat([self._bg_score(tau, cams), cams], dim=1)
                 loss_fn = self.loss_crf if key == 'crf' else self.loss_rw
@@ -554,11 +550,11 @@ class CamGuideSegmentor(CAMSegmentor):
         ]
 
     @torch.no_grad()
-    def heuristic_target_maps(self,
-                              inputs: Tensor,
-                              data_samples: SampleList,
-                              tau: Optional[float] = None
-                              ) -> Dict[str, Tensor]:
+    def heuristic_target_maps(
+            self,
+            inputs: Tensor,
+            data_samples: SampleList,
+            tau: Optional[float] = None) -> Dict[str, Tensor]:
         """Label maps of the current CAM and heuristic targets of a batch.
 
         What :meth:`loss` builds in stage 3, from the current model in its
@@ -591,11 +587,11 @@ class CamGuideSegmentor(CAMSegmentor):
         scores = torch.cat([self._bg_score(taus, cams), cams], dim=1)
         out = {}
         img_labels = self._img_labels(data_samples)
-        keys = [torch.tensor([0] + lab, device=cams.device)
-                for lab in img_labels]
-        out['cam'] = torch.stack([
-            key[scores[i, key].argmax(dim=0)] for i, key in enumerate(keys)
-        ])
+        keys = [
+            torch.tensor([0] + lab, device=cams.device) for lab in img_labels
+        ]
+        out['cam'] = torch.stack(
+            [key[scores[i, key].argmax(dim=0)] for i, key in enumerate(keys)])
         which = []
         if self.heuristic_targets is not None:
             if self.loss_crf is not None and \

@@ -1,9 +1,13 @@
 # Copyright (c) mmwsss contributors.
+from .affinity_labels import (AffinityLabelPrecision,
+                              evaluate_affinity_label_dir)
 from .cls_metric import MultiLabelClsMetric, average_precision
 from .label_maps import (evaluate_label_dirs, iou_from_counts,
                          label_map_confusion, read_label_png)
+from .target_quality import LabelMapIoU
 
 __all__ = [
     'MultiLabelClsMetric', 'average_precision', 'evaluate_label_dirs',
-    'iou_from_counts', 'label_map_confusion', 'read_label_png'
+    'iou_from_counts', 'label_map_confusion', 'read_label_png',
+    'AffinityLabelPrecision', 'evaluate_affinity_label_dir', 'LabelMapIoU'
 ]

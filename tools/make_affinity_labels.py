@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from mmwsss.utils.io import (atomic_save_label_png, atomic_write_bytes,
                              check_previous_meta, remove_stale_tmp)
+from mmwsss.utils.palette import voc_color_map
 
 CRF_CHOICES = ('irn_label', 'psa_softmax', 'none')
 IGNORE_INDEX = 255
@@ -63,17 +64,7 @@ class AffinityLabelError(ValueError):
 
 def voc_palette(n: int = 256) -> List[List[int]]:
     """The PASCAL VOC colour map (``bitget`` construction) of ``n`` ids."""
-    palette = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette.append([r, g, b])
-    return palette
+    return voc_color_map(n)
 
 
 def read_scores(path: str):

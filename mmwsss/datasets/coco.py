@@ -23,6 +23,7 @@ from mmseg.datasets import BaseSegDataset
 from pycocotools import mask as mask_utils
 
 from mmwsss.registry import DATASETS
+from mmwsss.utils.palette import voc_color_map
 from .wsss_dataset import labels_from_mask, load_label_file
 
 COCO_CLASSES = ('person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus',
@@ -69,17 +70,7 @@ def color_map(num: int = 256) -> List[List[int]]:
     Returns:
         list[list[int]]: ``num`` RGB triplets.
     """
-    cmap = []
-    for i in range(num):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        cmap.append([r, g, b])
-    return cmap
+    return voc_color_map(num)
 
 
 def check_categories(categories: Sequence[dict], source: str = '') -> None:

@@ -20,6 +20,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from mmwsss.utils.palette import voc_color_map
+
 #: Header of :func:`make_grid`: up to this many wrapped title lines.
 HEADER_LINES = 3
 #: Height of one title line in pixels.
@@ -148,17 +150,7 @@ def voc_palette(num_classes: int) -> List[List[int]]:
     ``[0, 128, 0]``, ... Deterministic, so a dataset declared only by its
     class names gets the same colours in every run.
     """
-    out = []
-    for i in range(num_classes):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        out.append([r, g, b])
-    return out
+    return voc_color_map(num_classes)
 
 
 # ----------------------------------------------------------------------

@@ -63,6 +63,9 @@ def test_in_index_picks_the_level():
 def test_no_norm_no_activation_no_conv_seg():
     head = _head()
     assert not hasattr(head, 'conv_seg')
+    # the base class's classifier step is refused with a clear message
+    with pytest.raises(NotImplementedError, match='no conv_seg'):
+        head.cls_seg(torch.zeros(1, 6, 4, 4))
     kinds = {type(m) for m in head.modules()} - {ASPPSumHead}
     # the loss module and the branches only
     assert nn.Conv2d in kinds

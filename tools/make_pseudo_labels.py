@@ -75,6 +75,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'None), none = argmax of the scores, irn_label / psa_softmax = '
         'DenseCRF preset (default: config)')
     parser.add_argument(
+        '--crf-scale-factor',
+        type=float,
+        default=1.0,
+        help='divide the spatial stds of the irn_label / psa_softmax '
+        'DenseCRF by this (their constants are pixels of ~500-pixel VOC '
+        'photographs; 4 for 128-pixel images; default 1)')
+    parser.add_argument(
         '--bg-thr',
         type=float,
         default=None,
@@ -178,7 +185,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             limit=args.limit,
             device=args.device,
             progress=not args.no_progress,
-            from_scores=args.from_scores)
+            from_scores=args.from_scores,
+            crf_scale_factor=args.crf_scale_factor)
     except (PseudoLabelError, FileNotFoundError, LabelFileError) as e:
         raise SystemExit(f'error: {e}')
     except KeyboardInterrupt:

@@ -5,13 +5,14 @@ Runs the same commands a user runs, one after the other, and prints them:
 
 1. ``tools/dataset_converters/make_demo_dataset.py`` -- demo scenes;
 2. ``tools/train.py`` -- CAM classifier from image-level labels;
-3. ``tools/test.py`` -- CAM seed mIoU on the train split (``IoUMetric``);
-4. ``tools/make_pseudo_labels.py --refine none --save-scores`` and
-   ``tools/analysis_tools/sweep_thresholds.py`` -- seed mIoU at the best
-   global and class-wise background thresholds;
-5. ``tools/make_pseudo_labels.py --refine irn_label`` -- DenseCRF
+3. ``tools/make_pseudo_labels.py --refine none --save-scores`` and
+   ``tools/analysis_tools/sweep_thresholds.py`` -- seed mIoU on the train
+   split at the config's background threshold (what ``tools/test.py``
+   prints, read from the same scores), the best global and class-wise
+   thresholds;
+4. ``tools/make_pseudo_labels.py --refine irn_label`` -- DenseCRF
    pseudo-labels, scored with ``tools/analysis_tools/eval_label_maps.py``;
-6. ``tools/train.py`` / ``tools/test.py`` -- the final segmentation model on
+5. ``tools/train.py`` / ``tools/test.py`` -- the final segmentation model on
    the pseudo-labels, and the same model on the real masks (upper bound),
    both scored on the held-out val split.
 

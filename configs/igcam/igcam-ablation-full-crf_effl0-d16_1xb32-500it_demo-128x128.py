@@ -10,7 +10,10 @@ model = dict(
             gamma=0.5,
             min_area=16,
             influence_thr=0.5,
-            hole_area=16)))
+            hole_area=16,
+            # spatial stds scaled to the 128-pixel scenes (512 / 128), as
+            # the baseline's dCRF (mmwsss.experiments.runner.CRF_REF_SIDE)
+            scale_factor=4.0)))
 wsss_row = dict(
     table='igcam',
     name='Full + InfluenceCRF',

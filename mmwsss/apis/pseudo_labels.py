@@ -251,13 +251,15 @@ def _num_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _build_refiner(refine: str, model_refine) -> object:
+def _build_refiner(refine: str,
+                   model_refine,
+                   crf_scale_factor: float = 1.0) -> object:
     from mmwsss.refine import DenseCRF
     from mmwsss.registry import TASK_UTILS
     if refine == 'none':
         return None
     if refine in ('irn_label', 'psa_softmax'):
-        return DenseCRF(preset=refine)
+        return DenseCRF(preset=refine, scale_factor=crf_scale_factor)
     return TASK_UTILS.build(model_refine) if model_refine else None
 
 
@@ -324,11 +326,16 @@ def _check_influence(influence, shape: Tuple[int, int],
     return np.ascontiguousarray(inf, dtype=np.float32)
 
 
-def _refine_cfg(refine: str, model_refine) -> Union[str, dict]:
+def _refine_cfg(refine: str,
+                model_refine,
+                crf_scale_factor: float = 1.0) -> Union[str, dict]:
     if refine == 'none' or (refine == 'config' and not model_refine):
         return 'none'
     if refine in ('irn_label', 'psa_softmax'):
-        return dict(type='DenseCRF', preset=refine)
+        cfg = dict(type='DenseCRF', preset=refine)
+        if crf_scale_factor != 1.0:
+            cfg['scale_factor'] = float(crf_scale_factor)
+        return cfg
     return _jsonable(dict(model_refine))
 
 
@@ -691,7 +698,8 @@ def make_pseudo_labels(cfg: Union[str, Config],
                        limit: Optional[int] = None,
                        device: Optional[str] = None,
                        progress: bool = True,
-                       from_scores: Optional[str] = None) -> Dict[str, object]:
+                       from_scores: Optional[str] = None,
+                       crf_scale_factor: float = 1.0) -> Dict[str, object]:
     """Write pseudo labels of a dataset split; see the module docstring.
 
     Args:
@@ -746,6 +754,14 @@ def make_pseudo_labels(cfg: Union[str, Config],
             the background channel is replaced by ``bg_thr``. An
             influence-aware refiner gets the saved ``influence`` maps
             (uniform influence for files saved without them).
+        crf_scale_factor (float): Divisor of the spatial standard
+            deviations of the ``'irn_label'`` / ``'psa_softmax'`` DenseCRF
+            (:class:`~mmwsss.refine.DenseCRF` ``scale_factor``, as PSA's
+            ``crf_inference``): their constants are pixels of ~500-pixel
+            PASCAL VOC photographs, so images shrunk by a factor ``f`` get
+            the same CRF relative to the image with ``f`` (the demo's
+            128-pixel scenes: 512 / 128 = 4). Defaults to 1 (the constants
+            as published). Only for those two ``refine`` values.
 
     Returns:
         dict: ``total`` (images of this shard, after ``limit``),
@@ -756,6 +772,15 @@ def make_pseudo_labels(cfg: Union[str, Config],
     if refine not in REFINE_CHOICES:
         raise PseudoLabelError(f'unknown refine {refine!r}; choose from '
                                f'{", ".join(REFINE_CHOICES)}')
+    if crf_scale_factor != 1.0 and refine not in ('irn_label',
+                                                  'psa_softmax'):
+        raise PseudoLabelError(
+            f'crf_scale_factor={crf_scale_factor} applies to refine '
+            f"'irn_label' / 'psa_softmax', not {refine!r} (set the "
+            "refiner's scale_factor in model.test_cfg.refine instead)")
+    if not crf_scale_factor > 0:
+        raise PseudoLabelError(
+            f'crf_scale_factor must be > 0, got {crf_scale_factor}')
     if split not in SPLITS:
         raise PseudoLabelError(f'unknown split {split!r}; choose from '
                                f'{", ".join(SPLITS)}')
@@ -837,7 +862,7 @@ def make_pseudo_labels(cfg: Union[str, Config],
         model_refine = test_cfg.pop('refine', None)
         if hasattr(model, 'set_refiner'):
             model.set_refiner(None)
-        refiner = _build_refiner(refine, model_refine)
+        refiner = _build_refiner(refine, model_refine, crf_scale_factor)
         use_img_labels = bool(test_cfg.get('use_img_labels', True))
         pass_extra = _accepts_influence(refiner)
         # Which refiner refine_kwargs sees: the real one when it takes the
@@ -855,7 +880,7 @@ def make_pseudo_labels(cfg: Union[str, Config],
         _file_sha256(checkpoint),
         split=split,
         refine=refine,
-        refine_cfg=_refine_cfg(refine, model_refine),
+        refine_cfg=_refine_cfg(refine, model_refine, crf_scale_factor),
         test_cfg=_jsonable(test_cfg))
     if from_scores is not None:
         from_scores = osp.abspath(from_scores)

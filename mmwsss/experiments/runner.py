@@ -481,6 +481,15 @@ class StageRunner:
 
 
 # ----------------------------------------------------------------------
+#: Image side to which the published DenseCRF constants (IRN's and PSA's
+#: spatial stds, in pixels of ~500-pixel PASCAL VOC photographs) refer; a
+#: demo scene of side ``s`` gets them divided by ``CRF_REF_SIDE / s``
+#: (:meth:`DataSpec.crf_scale_factor`), so the CRF covers the same fraction
+#: of the image as on VOC. CamGuide's stage-3 CRF target uses the same
+#: reference (``configs/_base_/models/camguide_stage3_sizes.py``).
+CRF_REF_SIDE = 512
+
+
 @dataclass
 class DataSpec:
     """Settings of the demo scenes (``make_demo_dataset.py``).
@@ -499,6 +508,11 @@ class DataSpec:
     num_aux: int = 0
     img_size: int = 128
     difficulty: Optional[str] = None
+
+    def crf_scale_factor(self) -> float:
+        """DenseCRF ``scale_factor`` of these scenes (``CRF_REF_SIDE /
+        img_size``: 4 at 128 pixels)."""
+        return CRF_REF_SIDE / float(self.img_size)
 
     def resolved_version(self) -> str:
         from mmwsss.datasets.demo_scenes import GENERATOR_VERSION
@@ -981,6 +995,13 @@ class ExperimentRunner:
             raise ValueError(f'{work}/threshold_sweep.json lacks best_global'
                              f'/classwise results ({e!r})') from e
 
+    def _crf_scale(self, refine: str) -> List[str]:
+        """``--crf-scale-factor`` of a DenseCRF preset at the demo's image
+        size (a config's own refiner sets its ``scale_factor`` itself)."""
+        if refine not in ('irn_label', 'psa_softmax'):
+            return []
+        return ['--crf-scale-factor', f'{self.s.data.crf_scale_factor():g}']
+
     def refine_labels(self, config: str, ckpt: str, scores: str, thr: float,
                       work: str, seed: int, stage: str,
                       refine: str = 'irn_label') -> float:
@@ -994,7 +1015,7 @@ class ExperimentRunner:
                 '--out', out, '--refine', refine, '--bg-thr',
                 str(thr), '--from-scores', scores, '--workers',
                 str(self.s.workers)
-            ] + self._limit() + ['--cfg-options'] +
+            ] + self._crf_scale(refine) + self._limit() + ['--cfg-options'] +
                         self.seed_options(seed, config), stage + ': ' +
                         ('DenseCRF' if refine == 'irn_label' else
                          f'{refine} (model.test_cfg.refine of {config})'

@@ -230,6 +230,37 @@ def test_crf_workers_match_and_use_the_image_file(demo, tmp_path):
         np.testing.assert_array_equal(cfg_none[name], plain[name])
 
 
+def test_crf_scale_factor(demo, tmp_path):
+    """``crf_scale_factor`` is DenseCRF's ``scale_factor`` for the presets."""
+    run(demo, tmp_path / 'scores', refine='none', save_scores=True)
+    scores_dir = str(tmp_path / 'scores' / 'scores')
+    out = tmp_path / 'crf4'
+    run(demo, out, refine='irn_label', from_scores=scores_dir,
+        crf_scale_factor=4.0)
+    got = load_outputs(out, demo.names)
+    crf4 = DenseCRF(preset='irn_label', scale_factor=4.0)
+    crf1 = DenseCRF(preset='irn_label')
+    differs = 0
+    for name in demo.names:
+        img = read_rgb(str(demo.root / 'JPEGImages' / f'{name}.jpg'))
+        with np.load(tmp_path / 'scores' / 'scores' / f'{name}.npz') as z:
+            scores = z['scores']
+        np.testing.assert_array_equal(
+            got[name], crf4(img, scores, demo.labels[name]))
+        differs += int(
+            (crf1(img, scores, demo.labels[name]) != got[name]).sum())
+    assert differs > 0  # the factor changed the CRF
+    meta = json.loads((out / 'meta.json').read_text())
+    assert meta['refine_cfg'] == dict(
+        type='DenseCRF', preset='irn_label', scale_factor=4.0)
+    with pytest.raises(PseudoLabelError, match='refine_cfg'):
+        run(demo, out, refine='irn_label', from_scores=scores_dir)
+    with pytest.raises(PseudoLabelError, match="not 'none'"):
+        run(demo, tmp_path / 'x', refine='none', crf_scale_factor=2.0)
+    with pytest.raises(PseudoLabelError, match='> 0'):
+        run(demo, tmp_path / 'y', refine='irn_label', crf_scale_factor=0.0)
+
+
 def test_resume_skips_finished_and_cleans_temporaries(demo, tmp_path, capsys):
     out = tmp_path / 'pl'
     res = run(

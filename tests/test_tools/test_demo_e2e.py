@@ -2,7 +2,7 @@
 """End-to-end smoke test of the whole WSSS chain through the real tools.
 
 ``tools/run_demo.py`` on a tiny demo set: make_demo_dataset.py ->
-train.py (CAM, 2 iterations) -> test.py (IoUMetric on CAM seeds) ->
+train.py (CAM, 2 iterations) ->
 make_pseudo_labels.py (scores, then DenseCRF) -> sweep_thresholds.py ->
 eval_label_maps.py -> train.py / test.py of the final DeepLabV3+ on the
 pseudo-labels and on the real masks. The figures are meaningless at this

@@ -26,6 +26,15 @@ mat-vec form is the memory-light one; it costs ``O(n_steps nnz C)``
 instead of ``O(logt (h w) ** 3)``. Both give ``cam_vec @ T ** n_steps``
 up to float rounding.
 
+**Other affinities.** The graph and the walk do not depend on how a
+pair's affinity is made: :func:`affinity_transition` builds ``T`` from
+any per-offset pair affinities (already raised to ``beta``),
+:func:`sparse_transition` is it with AffinityNet's feature affinities
+(:func:`pair_affinities`), and IRN's boundary affinities
+(:mod:`mmwsss.refine.boundary_affinity`, ``beta=10``) use the same pairs,
+self loops, normalisation and walk (IRN ``misc/indexing.py``:
+``affinity_sparse2dense``, ``to_transition_matrix``).
+
 Difference to PSA's ``get_indices_of_pairs``: PSA only takes "from" nodes
 away from the bottom, left and right borders (``radius - 1`` wide strips),
 so pairs of two border nodes of those strips are missing from its graph.
@@ -46,7 +55,7 @@ on a 32 grid). ``beta`` has no spatial unit and is kept as given.
 """
 import math
 import warnings
-from typing import List, Mapping, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -56,8 +65,8 @@ from mmwsss.utils.relative_size import (SizeSpec, check_size, grid_side,
 
 __all__ = [
     'pair_offsets', 'pair_slices', 'pair_affinities', 'pair_indices',
-    'sparse_transition', 'random_walk', 'step_msd', 'resolve_walk',
-    'check_walk_cfg'
+    'affinity_transition', 'sparse_transition', 'random_walk', 'step_msd',
+    'resolve_walk', 'check_walk_cfg', 'check_feats', 'check_beta'
 ]
 
 StepSpec = Union[int, Mapping]
@@ -191,16 +200,21 @@ def pair_slices(h: int, w: int, dy: int,
                                             slice(x0 + dx, x1 + dx)))
 
 
-def pair_affinities(feats: Tensor, radius: int = 5) -> List[Tensor]:
+def pair_affinities(feats: Tensor,
+                    radius: int = 5,
+                    beta: float = 1.0) -> List[Tensor]:
     """Affinities ``exp(-mean_d |f_i - f_j|)`` of the pairs of each offset.
 
     AffinityNet's affinity (PSA ``network/resnet38_aff.py``), computed one
     offset at a time on grid slices, which needs no index tensors and at
-    most one ``(..., D, h, w)`` temporary.
+    most one ``(..., D, h, w)`` temporary. With ``beta`` the affinities
+    are raised to that power, computed as ``exp(-beta * mean_d |f_i -
+    f_j|)`` (``beta=1``, the default, gives the affinities themselves).
 
     Args:
         feats (Tensor): Features ``(..., D, h, w)``.
         radius (int): Neighbourhood radius, see :func:`pair_offsets`.
+        beta (float): Power of the affinities. Defaults to 1.
 
     Returns:
         list[Tensor]: For each offset of :func:`pair_offsets`, the
@@ -209,12 +223,13 @@ def pair_affinities(feats: Tensor, radius: int = 5) -> List[Tensor]:
     if feats.dim() < 3:
         raise ValueError('feats must have shape (..., D, h, w), got shape '
                          f'{tuple(feats.shape)}')
+    beta = float(beta)
     h, w = feats.shape[-2:]
     out = []
     for dy, dx in pair_offsets(radius):
         (fy, fx), (ty, tx) = pair_slices(h, w, dy, dx)
         diff = (feats[..., fy, fx] - feats[..., ty, tx]).abs()
-        out.append(torch.exp(-diff.mean(dim=-3)))
+        out.append(torch.exp(-beta * diff.mean(dim=-3)))
     return out
 
 
@@ -247,6 +262,81 @@ def pair_indices(h: int,
     return torch.cat(src), torch.cat(dst)
 
 
+def affinity_transition(affs: Sequence[Tensor],
+                        shape: Sequence[int],
+                        radius: int = 5,
+                        layout: str = 'csr',
+                        dtype: Optional[torch.dtype] = None,
+                        device=None) -> Tensor:
+    """Sparse column-normalised transition matrix of given pair affinities.
+
+    The walk's graph for any pairwise affinity (AffinityNet's feature
+    affinities, IRN's boundary path affinities): ``A_ij = A_ji = affs``
+    for the pairs of :func:`pair_offsets` (both directions), ``A_ii = 1``
+    and ``T = A / A.sum(0, keepdim=True)`` (PSA ``infer_aff.py``, IRN
+    ``indexing.to_transition_matrix``). Raise the affinities to ``beta``
+    before (:func:`pair_affinities` takes it).
+
+    Args:
+        affs (Sequence[Tensor]): For each offset of
+            ``pair_offsets(radius)``, the ``(h', w')`` affinities of the
+            pairs on :func:`pair_slices` (finite, >= 0).
+        shape (Sequence[int]): ``(..., h, w)`` of the grid.
+        radius (int): Neighbourhood radius of ``affs``. Defaults to 5.
+        layout (str): ``'csr'`` (default, fast products) or ``'coo'``.
+        dtype (torch.dtype, optional): dtype of ``T`` when ``affs`` is
+            empty (radius 1); else that of ``affs``.
+        device (torch.device, optional): Device of ``T`` when ``affs`` is
+            empty; else that of ``affs``.
+
+    Returns:
+        Tensor: Sparse ``(h w, h w)`` matrix ``T`` (raster node order
+        ``y * w + x``).
+    """
+    if layout not in ('csr', 'coo'):
+        raise ValueError(f"layout must be 'csr' or 'coo', got {layout!r}")
+    radius = _check_radius(radius)
+    h, w = (int(s) for s in tuple(shape)[-2:])
+    offsets = pair_offsets(radius)
+    affs = list(affs)
+    if len(affs) != len(offsets):
+        raise ValueError(f'{len(affs)} affinity maps for the '
+                         f'{len(offsets)} offsets of radius {radius}')
+    flat = []
+    for (dy, dx), aff in zip(offsets, affs):
+        (fy, fx), _ = pair_slices(h, w, dy, dx)
+        size = (fy.stop - fy.start, fx.stop - fx.start)
+        if tuple(aff.shape) != size:
+            raise ValueError(f'affinities of offset {(dy, dx)} must have '
+                             f'shape {size} on a {h} x {w} grid, got '
+                             f'{tuple(aff.shape)}')
+        flat.append(aff.reshape(-1))
+    if flat:
+        aff = torch.cat(flat)
+        dtype, device = aff.dtype, aff.device
+        if not aff.is_floating_point():
+            raise TypeError(f'affinities must be floating point, got '
+                            f'{aff.dtype}')
+        if not torch.isfinite(aff).all() or (aff < 0).any():
+            raise ValueError('affinities must be finite and >= 0')
+    else:
+        dtype = dtype or torch.get_default_dtype()
+        aff = torch.zeros(0, dtype=dtype, device=device)
+    n = h * w
+    src, dst = pair_indices(h, w, radius, device)
+    diag = torch.arange(n, device=device)
+    rows = torch.cat([src, dst, diag])
+    cols = torch.cat([dst, src, diag])
+    vals = torch.cat([aff, aff, aff.new_ones(n)])
+    colsum = aff.new_zeros(n).index_add_(0, cols, vals)
+    vals = vals / colsum[cols]
+    # the indices are built above, in range and unique by construction
+    trans = torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), vals, (n, n),
+        check_invariants=False).coalesce()
+    return _to_csr(trans) if layout == 'csr' else trans
+
+
 def sparse_transition(feats: Tensor,
                       radius: int = 5,
                       beta: float = 8.0,
@@ -258,7 +348,8 @@ def sparse_transition(feats: Tensor,
     ``T = A / A.sum(0, keepdim=True)`` (PSA ``infer_aff.py``; ``beta=8``,
     ``radius=5``). ``A`` is symmetric, so ``T = A D^-1`` with the node
     degrees ``D``; every column of ``T`` sums to 1. ``a ** beta`` is
-    computed as ``exp(-beta * mean_d |f_i - f_j|)``.
+    computed as ``exp(-beta * mean_d |f_i - f_j|)``
+    (:func:`pair_affinities`, then :func:`affinity_transition`).
 
     Args:
         feats (Tensor): Affinity features ``(D, h, w)`` of one image.
@@ -270,6 +361,22 @@ def sparse_transition(feats: Tensor,
         Tensor: Sparse ``(h w, h w)`` float matrix ``T`` (raster node
         order ``y * w + x``) on the device of ``feats``.
     """
+    check_feats(feats)
+    beta = check_beta(beta)
+    if layout not in ('csr', 'coo'):
+        raise ValueError(f"layout must be 'csr' or 'coo', got {layout!r}")
+    radius = _check_radius(radius)
+    return affinity_transition(
+        pair_affinities(feats, radius, beta),
+        feats.shape,
+        radius,
+        layout,
+        dtype=feats.dtype,
+        device=feats.device)
+
+
+def check_feats(feats: Tensor) -> None:
+    """Validate the ``(D, h, w)`` features of one image for the walk."""
     if not isinstance(feats, Tensor) or feats.dim() != 3:
         shape = tuple(feats.shape) if isinstance(feats, Tensor) else \
             type(feats).__name__
@@ -281,36 +388,14 @@ def sparse_transition(feats: Tensor,
                          f'{tuple(feats.shape)}')
     if not torch.isfinite(feats).all():
         raise ValueError('feats contain NaN or infinite values')
+
+
+def check_beta(beta: float) -> float:
+    """``beta`` as a float, which must be finite and > 0."""
     beta = float(beta)
     if not (beta > 0 and beta < float('inf')):
         raise ValueError(f'beta must be a finite number > 0, got {beta}')
-    if layout not in ('csr', 'coo'):
-        raise ValueError(f"layout must be 'csr' or 'coo', got {layout!r}")
-    radius = _check_radius(radius)
-    _, h, w = feats.shape
-    n = h * w
-    dev = feats.device
-    dists = []
-    for dy, dx in pair_offsets(radius):
-        (fy, fx), (ty, tx) = pair_slices(h, w, dy, dx)
-        diff = (feats[:, fy, fx] - feats[:, ty, tx]).abs()
-        dists.append(diff.mean(dim=0).reshape(-1))
-    src, dst = pair_indices(h, w, radius, dev)
-    if dists:
-        aff = torch.exp(-beta * torch.cat(dists))
-    else:
-        aff = feats.new_zeros(0)
-    diag = torch.arange(n, device=dev)
-    rows = torch.cat([src, dst, diag])
-    cols = torch.cat([dst, src, diag])
-    vals = torch.cat([aff, aff, feats.new_ones(n)])
-    colsum = feats.new_zeros(n).index_add_(0, cols, vals)
-    vals = vals / colsum[cols]
-    # the indices are built above, in range and unique by construction
-    trans = torch.sparse_coo_tensor(
-        torch.stack([rows, cols]), vals, (n, n),
-        check_invariants=False).coalesce()
-    return _to_csr(trans) if layout == 'csr' else trans
+    return beta
 
 
 def random_walk(trans: Tensor, cams: Tensor, n_steps: int = 256) -> Tensor:

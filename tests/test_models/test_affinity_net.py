@@ -23,6 +23,10 @@ from scipy import ndimage
 
 from mmwsss.models import AffinityNet
 from mmwsss.models.heads.affinity_head import AffinityHead
+from mmwsss.refine.affinity_random_walk import (affinity_transition,
+                                                pair_indices, pair_offsets,
+                                                pair_slices, random_walk,
+                                                resolve_walk)
 from mmwsss.registry import MODELS
 from mmwsss.utils import register_all_modules
 
@@ -382,6 +386,114 @@ def test_predict_errors(tmp_path):
         tiny_model(bg_mode='psa')
     with pytest.raises(ValueError, match='n_steps'):
         tiny_model(n_steps=-1)
+
+
+# ----------------------------------------------------------------------
+# the head interface (issue #19) leaves AffinityHead's numbers unchanged
+def legacy_sparse_transition(feats, radius, beta):
+    """``sparse_transition`` as it was before the walk asked the head for
+    its pair affinities (copied from the earlier code, dense result)."""
+    _, h, w = feats.shape
+    n = h * w
+    dists = []
+    for dy, dx in pair_offsets(radius):
+        (fy, fx), (ty, tx) = pair_slices(h, w, dy, dx)
+        diff = (feats[:, fy, fx] - feats[:, ty, tx]).abs()
+        dists.append(diff.mean(dim=0).reshape(-1))
+    src, dst = pair_indices(h, w, radius, feats.device)
+    aff = torch.exp(-float(beta) * torch.cat(dists))
+    diag = torch.arange(n)
+    rows = torch.cat([src, dst, diag])
+    cols = torch.cat([dst, src, diag])
+    vals = torch.cat([aff, aff, feats.new_ones(n)])
+    colsum = feats.new_zeros(n).index_add_(0, cols, vals)
+    vals = vals / colsum[cols]
+    return torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), vals, (n, n),
+        check_invariants=False).coalesce()
+
+
+def legacy_loss(feats, labels, radius, eps=1e-5):
+    """The pair loss loop of AffinityHead before the refactor."""
+    h, w = feats.shape[2:]
+    sums = [feats.new_zeros(()) for _ in range(3)]
+    counts = [feats.new_zeros(()) for _ in range(3)]
+    for dy, dx in pair_offsets(radius):
+        (fy, fx), (ty, tx) = pair_slices(h, w, dy, dx)
+        lf, lt = labels[:, fy, fx], labels[:, ty, tx]
+        if lf.numel() == 0:
+            continue
+        valid = (lf != 255) & (lt != 255)
+        pos = valid & (lf == lt)
+        masks = (pos & (lf == 0), pos & (lf != 0), valid & (lf != lt))
+        dist = (feats[:, :, fy, fx] - feats[:, :, ty, tx]).abs().mean(1)
+        aff = torch.exp(-dist)
+        pos_loss = -torch.log(aff + eps)
+        neg_loss = -torch.log(1 + eps - aff)
+        for k, (mask,
+                term) in enumerate(zip(masks, (pos_loss, pos_loss, neg_loss))):
+            sums[k] = sums[k] + (term * mask).sum()
+            counts[k] = counts[k] + mask.sum()
+    terms = [s / (c + eps) for s, c in zip(sums, counts)]
+    return [terms[0] * 0.25, terms[1] * 0.25, terms[2] * 0.5], counts
+
+
+@pytest.mark.parametrize('flip', [False, True])
+def test_affinity_head_walk_and_loss_unchanged_by_refactor(tmp_path, flip):
+    """The walk through ``head.walk_affinities`` / ``walk_inputs`` and the
+    loss through ``head.pair_affinities`` give AffinityHead's earlier
+    numbers bit for bit."""
+    h, w = 24, 28
+    scores = make_scores(h, w, seed=5)
+    write_scores(tmp_path, 'same', scores, [1, 3])
+    torch.manual_seed(0)
+    model = tiny_model(
+        cam_dir=str(tmp_path),
+        flip=flip,
+        radius=3,
+        beta=8.0,
+        n_steps=dict(reach=0.5),
+        bg_mode='const').eval()
+    x = torch.randint(
+        0, 256, (1, 3, h, w),
+        generator=torch.Generator().manual_seed(1)).float()
+    meta = dict(img_path='a/same.jpg', ori_shape=(h, w), img_shape=(h, w))
+    with torch.no_grad():
+        out = model.predict(x, [SegDataSample(metainfo=meta)])[0]
+        feats = model.affinity_features(x)
+        if flip:
+            feats = (feats + model.affinity_features(x.flip(-1)).flip(-1)) / 2
+    # the earlier walk_scores body, with the earlier transition
+    feats = feats[0].float()
+    fg = torch.from_numpy(scores[1:]).clone()
+    fg[1] = 0  # class 2 is not an image label
+    maps = model._from_original(fg.clamp(min=0), meta, (h, w))
+    grid = feats.shape[-2:]
+    pooled = F.adaptive_avg_pool2d(maps[None], grid)[0]
+    radius, n_steps = resolve_walk(3, dict(reach=0.5), grid)
+    trans = legacy_sparse_transition(feats, radius, 8.0)
+    walked = random_walk(trans, pooled.float(), n_steps)
+    up = F.interpolate(
+        walked[None], size=(h, w), mode='bilinear', align_corners=False)[0]
+    up = up / up.max()
+    got = out.seg_logits.data
+    assert torch.equal(got[1:], up)
+    new_trans = affinity_transition(
+        model.affinity_head.walk_affinities(feats, radius, 8.0), grid,
+        radius).to_dense()
+    assert torch.equal(new_trans, trans.to_dense())
+    # the loss
+    gen = torch.Generator().manual_seed(2)
+    fts = torch.randn(2, 3, 6, 7, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 3, (2, 6, 7), generator=gen)
+    labels[torch.rand(2, 6, 7, generator=gen) < 0.2] = 255
+    head = AffinityHead(in_channels=(4, ), channels=(8, ), radius=4)
+    losses = head.loss_by_feat(fts, labels)
+    terms, counts = legacy_loss(fts, labels, 4)
+    for key, ref in zip(('loss_aff_bg', 'loss_aff_fg', 'loss_aff_neg'), terms):
+        assert torch.equal(losses[key], ref), key
+    for key, ref in zip(('num_bg_pos', 'num_fg_pos', 'num_neg'), counts):
+        assert torch.equal(losses[key], ref), key
 
 
 # ----------------------------------------------------------------------

@@ -12,11 +12,13 @@ from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
                          OptSampleList, SampleList)
 from torch import Tensor
 
-# imported for its registration (``type='AffinityHead'``)
-from mmwsss.models.heads.affinity_head import AffinityHead  # noqa: F401
-from mmwsss.refine.affinity_random_walk import (check_walk_cfg, random_walk,
-                                                resolve_walk,
-                                                sparse_transition)
+# the heads are imported for their registration too
+from mmwsss.models.heads import AffinityHead  # noqa: F401
+from mmwsss.models.heads import BoundaryAffinityHead  # noqa: F401
+from mmwsss.models.heads.affinity_head import BaseAffinityHead
+from mmwsss.refine.affinity_random_walk import (affinity_transition,
+                                                check_walk_cfg, random_walk,
+                                                resolve_walk)
 from mmwsss.registry import MODELS
 from .cam_segmentor import CAMSegmentor, merge_known_keys
 
@@ -76,12 +78,25 @@ class AffinityNet(BaseSegmentor):
     network is trained on confident CAM labels and its affinities drive a
     random walk that propagates the CAMs (then dCRF).
 
-    **Training** (``loss``): backbone (+ neck) -> :class:`AffinityHead`;
-    the ``gt_sem_seg`` of each sample is the confident label map of
+    The head decides what an affinity is (a
+    :class:`~mmwsss.models.heads.affinity_head.BaseAffinityHead`):
+
+    - :class:`~mmwsss.models.heads.AffinityHead` (PSA): affinity features,
+      ``a_ij = exp(-mean_d |f_i - f_j|)``;
+    - :class:`~mmwsss.models.heads.BoundaryAffinityHead` (IRN, Ahn, Cho &
+      Kwak, CVPR 2019): boundary logits, ``a_ij = 1 - max B`` over the
+      straight path between the two nodes; with the head's default the
+      walked CAMs are first multiplied by ``1 - B`` (IRN
+      ``propagate_to_edge``). IRN's constants: ``beta=10``, 256 steps,
+      ``radius=5`` at inference (10 in training), ``bg_mode='const'``
+      with ``bg_thr=0.25``, ``flip=True``.
+
+    **Training** (``loss``): backbone (+ neck) -> head; the ``gt_sem_seg``
+    of each sample is the confident label map of
     ``tools/make_affinity_labels.py`` (0 background, ``1..K-1``
     foreground, 255 uncertain) at input resolution, which the head
-    resizes to its grid with nearest neighbours; PSA's pair loss
-    ``bg/4 + fg/4 + neg/2``.
+    resizes to its grid with nearest neighbours; the pair loss
+    ``bg/4 + fg/4 + neg/2`` of PSA and IRN on the head's affinities.
 
     **Inference** (``predict``), PSA ``infer_aff.py``:
 
@@ -96,10 +111,14 @@ class AffinityNet(BaseSegmentor):
     3. map the maps onto the network input (resize to ``img_shape``, pipeline
        flip, zero padding) and average-pool them to the affinity grid
        (PSA ``avg_pool2d(8, 8)``; adaptive pooling for other sizes);
-    4. affinity features of the input (``flip=True`` averages them with
-       those of the mirrored input, as IRN does for its edges), the
-       sparse transition ``T`` (``radius``, ``beta``) and
-       ``cams @ T ** n_steps``
+    4. the head's outputs on the input (``flip=True`` averages them with
+       those of the mirrored input: the features for PSA's head, the
+       boundary logits before the sigmoid for IRN's, as IRN's
+       ``EdgeDisplacement``); the head's pair affinities ``a ** beta``
+       (``radius``, ``beta``) give the sparse transition ``T``
+       (:func:`~mmwsss.refine.affinity_random_walk.affinity_transition`),
+       the head may reweight the pooled maps (IRN: ``* (1 - B)``) and
+       the walk is ``cams @ T ** n_steps``
        (:func:`~mmwsss.refine.affinity_random_walk.random_walk`);
        ``radius`` may be relative to the affinity grid's side
        (``dict(rel=5 / 128, min=2)``) and ``n_steps`` a reach
@@ -121,7 +140,8 @@ class AffinityNet(BaseSegmentor):
 
     Args:
         backbone (dict): Backbone config with several ``out_indices``.
-        affinity_head (dict): :class:`AffinityHead` config.
+        affinity_head (dict): Head config, ``AffinityHead`` (PSA) or
+            ``BoundaryAffinityHead`` (IRN).
         neck (dict, optional): Neck config.
         num_classes (int, optional): Classes including background; when
             given, score files with another channel count are refused.
@@ -150,6 +170,11 @@ class AffinityNet(BaseSegmentor):
         self.backbone = MODELS.build(backbone)
         self.neck = MODELS.build(neck) if neck is not None else None
         self.affinity_head = MODELS.build(affinity_head)
+        if not isinstance(self.affinity_head, BaseAffinityHead):
+            raise TypeError(
+                'affinity_head must be a BaseAffinityHead (AffinityHead, '
+                'BoundaryAffinityHead), got '
+                f'{type(self.affinity_head).__name__}')
         if num_classes is not None and int(num_classes) < 2:
             raise ValueError(f'num_classes must be >= 2 (background '
                              f'included), got {num_classes}')
@@ -185,22 +210,23 @@ class AffinityNet(BaseSegmentor):
     extract_feat = CAMSegmentor.extract_feat
 
     def affinity_features(self, inputs: Tensor) -> Tensor:
-        """Affinity features ``(N, D, h, w)`` of a batch."""
+        """Head outputs ``(N, D, h, w)`` of a batch (affinity features of
+        PSA's head, ``D = 1`` boundary logits of IRN's)."""
         return self.affinity_head(self.extract_feat(inputs))
 
     def _forward(self,
                  inputs: Tensor,
                  data_samples: OptSampleList = None) -> Tensor:
-        """Affinity features ``(N, D, h, w)`` (``mode='tensor'``)."""
+        """Head outputs ``(N, D, h, w)`` (``mode='tensor'``)."""
         return self.affinity_features(inputs)
 
     def encode_decode(self, inputs: Tensor,
                       batch_img_metas: List[dict]) -> Tensor:
-        """Affinity features; AffinityNet has no per-class decoder."""
+        """Head outputs; AffinityNet has no per-class decoder."""
         return self.affinity_features(inputs)
 
     def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
-        """PSA's affinity loss on the samples' confident labels."""
+        """The head's pair loss on the samples' confident labels."""
         labels = self.affinity_head.sample_labels(data_samples)
         return self.affinity_head.loss_by_feat(
             self.affinity_features(inputs), labels.to(inputs.device))
@@ -293,7 +319,7 @@ class AffinityNet(BaseSegmentor):
         """Random-walk refined scores of one image at ``ori_shape``.
 
         Args:
-            feats (Tensor): ``(D, h, w)`` affinity features of the input.
+            feats (Tensor): ``(D, h, w)`` head outputs of the input.
             meta (dict): The sample's meta information.
             in_shape (tuple[int, int]): ``(H, W)`` of the network input.
 
@@ -319,9 +345,16 @@ class AffinityNet(BaseSegmentor):
         grid = feats.shape[-2:]
         pooled = F.adaptive_avg_pool2d(maps[None], grid)[0]
         radius, n_steps = resolve_walk(cfg['radius'], cfg['n_steps'], grid)
-        trans = sparse_transition(
-            feats.float(), radius=radius, beta=cfg['beta'])
-        walked = random_walk(trans, pooled.float(), n_steps)
+        head = self.affinity_head
+        feats = feats.float()
+        trans = affinity_transition(
+            head.walk_affinities(feats, radius, cfg['beta']),
+            grid,
+            radius,
+            dtype=feats.dtype,
+            device=feats.device)
+        pooled = head.walk_inputs(feats, pooled.float())
+        walked = random_walk(trans, pooled, n_steps)
         up = F.interpolate(
             walked[None],
             size=tuple(in_shape),

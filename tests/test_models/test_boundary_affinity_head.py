@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
-from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from mmwsss.experiments.budget import config_items, diff_keys
@@ -25,6 +24,8 @@ from mmwsss.models.heads import BoundaryAffinityHead
 from mmwsss.refine.boundary_affinity import path_pixels
 from mmwsss.registry import MODELS
 from mmwsss.utils import register_all_modules
+# the AffinityNet tests' batch of confident labels (same directory)
+from test_affinity_net import train_batch
 
 register_all_modules(init_default_scope=False)
 
@@ -251,25 +252,6 @@ def test_uncertain_and_padding_give_no_pairs():
 
 # ----------------------------------------------------------------------
 # training
-def train_batch(n=2, size=32):
-    gen = torch.Generator().manual_seed(0)
-    inputs, samples = [], []
-    for i in range(n):
-        inputs.append(
-            torch.randint(0, 256, (3, size, size), generator=gen).float())
-        seg = torch.zeros(1, size, size, dtype=torch.long)
-        seg[:, 8:24, 4:20] = 1 + i
-        seg[:, :, 26:] = 255
-        s = SegDataSample(
-            metainfo=dict(
-                img_shape=(size, size),
-                ori_shape=(size, size),
-                img_labels=[1 + i]))
-        s.gt_sem_seg = PixelData(data=seg)
-        samples.append(s)
-    return dict(inputs=inputs, data_samples=samples)
-
-
 def test_train_two_iterations():
     torch.manual_seed(0)
     model = tiny_model()

@@ -8,6 +8,7 @@ walk asks the head for the affinities of its pairs. :class:`AffinityHead`
 is PSA's embedding head; IRN's boundary head is
 :class:`~mmwsss.models.heads.BoundaryAffinityHead`.
 """
+from abc import abstractmethod
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -82,6 +83,47 @@ class BaseAffinityHead(BaseModule):
         self.ignore_index = int(ignore_index)
         self.eps = float(eps)
 
+    def _init_levels(self, in_channels: Sequence[int],
+                     in_index: Optional[Sequence[int]],
+                     channels: Sequence[int],
+                     norm_cfg: OptConfigType) -> List[int]:
+        """Validate and store the levels of a multi-level head.
+
+        Sets ``in_channels``, ``in_index`` and ``channels`` (one projection
+        width per used level) and returns the widths.
+        """
+        in_channels, in_index = check_levels(in_channels, in_index)
+        channels = [int(c) for c in channels]
+        if len(channels) != len(in_index):
+            raise ValueError(
+                f'channels {channels} must give one value per used level '
+                f'(in_index {in_index})')
+        check_gn_groups(norm_cfg, channels)
+        self.in_channels = in_channels
+        self.in_index = in_index
+        self.channels = channels
+        return channels
+
+    def _project_levels(self,
+                        inputs: Sequence[Tensor],
+                        post: Optional[nn.Module] = None) -> Tensor:
+        """``self.projs`` of the used levels, resized (bilinear) to the
+        first used level, each followed by ``post``, concatenated on the
+        channels."""
+        if len(inputs) != len(self.in_channels):
+            raise ValueError(f'expected {len(self.in_channels)} feature maps '
+                             f'(in_channels), got {len(inputs)}')
+        size = inputs[self.in_index[0]].shape[2:]
+        outs = []
+        for proj, i in zip(self.projs, self.in_index):
+            x = proj(inputs[i])
+            if x.shape[2:] != size:
+                x = F.interpolate(
+                    x, size=size, mode='bilinear', align_corners=False)
+            outs.append(x if post is None else post(x))
+        return torch.cat(outs, dim=1)
+
+    @abstractmethod
     def pair_affinities(self,
                         feats: Tensor,
                         radius: int,
@@ -101,7 +143,6 @@ class BaseAffinityHead(BaseModule):
             :func:`~mmwsss.refine.affinity_random_walk.pair_slices`, in
             ``[0, 1]`` for ``beta > 0``.
         """
-        raise NotImplementedError
 
     def walk_affinities(self, feats: Tensor, radius: int,
                         beta: float) -> List[Tensor]:
@@ -291,22 +332,15 @@ class AffinityHead(BaseAffinityHead):
         eps: float = 1e-5,
         init_cfg: OptMultiConfig = dict(type='Kaiming', layer='Conv2d')
     ) -> None:
-        in_channels, in_index = check_levels(in_channels, in_index)
-        channels = [int(c) for c in channels]
-        if len(channels) != len(in_index):
-            raise ValueError(
-                f'channels {channels} must give one value per used level '
-                f'(in_index {in_index})')
         super().__init__(
             radius=radius,
             loss_weights=loss_weights,
             ignore_index=ignore_index,
             eps=eps,
             init_cfg=init_cfg)
-        check_gn_groups(norm_cfg, channels)
-        self.in_channels = in_channels
-        self.in_index = in_index
-        self.channels = channels
+        channels = self._init_levels(in_channels, in_index, channels,
+                                     norm_cfg)
+        in_channels, in_index = self.in_channels, self.in_index
         self.feat_dim = int(feat_dim)
         self.projs = nn.ModuleList([
             ConvModule(
@@ -322,18 +356,7 @@ class AffinityHead(BaseAffinityHead):
 
     def forward(self, inputs: Sequence[Tensor]) -> Tensor:
         """Affinity features ``(N, feat_dim, h, w)`` on the first level."""
-        if len(inputs) != len(self.in_channels):
-            raise ValueError(f'expected {len(self.in_channels)} feature maps '
-                             f'(in_channels), got {len(inputs)}')
-        size = inputs[self.in_index[0]].shape[2:]
-        outs = []
-        for proj, i in zip(self.projs, self.in_index):
-            x = proj(inputs[i])
-            if x.shape[2:] != size:
-                x = F.interpolate(
-                    x, size=size, mode='bilinear', align_corners=False)
-            outs.append(x)
-        return self.fuse(torch.cat(outs, dim=1))
+        return self.fuse(self._project_levels(inputs))
 
     def pair_affinities(self,
                         feats: Tensor,

@@ -4,7 +4,6 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmseg.utils import OptConfigType, OptMultiConfig
 from torch import Tensor
@@ -12,7 +11,7 @@ from torch import Tensor
 from mmwsss.refine.boundary_affinity import path_max_affinities
 from mmwsss.registry import MODELS
 from mmwsss.utils.relative_size import SizeSpec
-from .affinity_head import BaseAffinityHead, check_gn_groups, check_levels
+from .affinity_head import BaseAffinityHead, check_levels
 
 
 @MODELS.register_module()
@@ -89,24 +88,18 @@ class BoundaryAffinityHead(BaseAffinityHead):
                  eps: float = 1e-5,
                  weight_cams_by_boundary: bool = True,
                  init_cfg: OptMultiConfig = None) -> None:
-        in_channels, in_index = check_levels(in_channels, in_index)
-        if isinstance(channels, int):
-            channels = [channels] * len(in_index)
-        channels = [int(c) for c in channels]
-        if len(channels) != len(in_index):
-            raise ValueError(
-                f'channels {channels} must give one value per used level '
-                f'(in_index {in_index})')
         super().__init__(
             radius=radius,
             loss_weights=loss_weights,
             ignore_index=ignore_index,
             eps=eps,
             init_cfg=init_cfg)
-        check_gn_groups(norm_cfg, channels)
-        self.in_channels = in_channels
-        self.in_index = in_index
-        self.channels = channels
+        if isinstance(channels, int):
+            channels = [channels] * len(check_levels(in_channels,
+                                                     in_index)[1])
+        channels = self._init_levels(in_channels, in_index, channels,
+                                     norm_cfg)
+        in_channels, in_index = self.in_channels, self.in_index
         self.weight_cams_by_boundary = bool(weight_cams_by_boundary)
         projs = []
         for i, c in zip(in_index, channels):
@@ -121,18 +114,7 @@ class BoundaryAffinityHead(BaseAffinityHead):
 
     def forward(self, inputs: Sequence[Tensor]) -> Tensor:
         """Boundary logits ``(N, 1, h, w)`` on the first used level."""
-        if len(inputs) != len(self.in_channels):
-            raise ValueError(f'expected {len(self.in_channels)} feature maps '
-                             f'(in_channels), got {len(inputs)}')
-        size = inputs[self.in_index[0]].shape[2:]
-        outs = []
-        for proj, i in zip(self.projs, self.in_index):
-            x = proj(inputs[i])
-            if x.shape[2:] != size:
-                x = F.interpolate(
-                    x, size=size, mode='bilinear', align_corners=False)
-            outs.append(self.act(x))
-        return self.conv_edge(torch.cat(outs, dim=1))
+        return self.conv_edge(self._project_levels(inputs, self.act))
 
     @staticmethod
     def boundary(logits: Tensor) -> Tensor:

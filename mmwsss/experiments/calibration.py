@@ -174,6 +174,89 @@ def table(root: str,
     return '\n'.join(lines) + '\n'
 
 
+def bed_runs(finals: Sequence[dict],
+             baseline_runs: Dict[int, dict]) -> Dict[int, dict]:
+    """The bed's figures per seed from a results run (percent).
+
+    ``tools/analysis_tools/wsss_results.py`` trains the baseline row and,
+    per seed, a final model on the baseline + dCRF labels and the upper
+    bound (:meth:`~.runner.ExperimentRunner.final_models`): the same four
+    figures as a calibration run, on the reported seeds.
+
+    Args:
+        finals (Sequence[dict]): ``final.json`` of each seed (``seed``,
+            ``upper_miou``, ``baseline_final``).
+        baseline_runs (dict): ``{seed: run}`` of the baseline row
+            (``miou_global``, ``crf``).
+
+    Returns:
+        dict: ``{seed: row}`` for :func:`summarise` (no ``minutes``).
+    """
+
+    def pct(v):
+        return None if v is None else 100.0 * float(v)
+
+    out = {}
+    for f in finals:
+        seed = f['seed']
+        run = baseline_runs.get(seed) or {}
+        base = f.get('baseline_final') or {}
+        out[seed] = dict(
+            upper=pct(f.get('upper_miou')),
+            seeds=pct(run.get('miou_global')),
+            crf=pct(run.get('crf')),
+            final=pct(base.get('final_miou')),
+            thr=run.get('thr'),
+            minutes=None)
+    return out
+
+
+def bed_table(runs: Dict[int, dict]) -> str:
+    """Markdown table of the bed's figures per seed, their mean ± std and
+    the targets met (:func:`summarise`; wall time is not checked here).
+
+    Args:
+        runs (dict): ``{seed: row}`` from :func:`bed_runs`.
+    """
+
+    def f1(v):
+        return '-' if v is None else f'{v:.1f}'
+
+    def diff(a, b):
+        return '' if a is None or b is None else f' ({a - b:+.1f})'
+
+    lines = [
+        '| seed | upper bound (val) | CAM seeds (train) | + dCRF (gain) | '
+        'final on dCRF labels, val (- labels) | seeds / upper |',
+        '|---|---|---|---|---|---|'
+    ]
+    for seed, r in sorted(runs.items()):
+        ratio = '-' if not r.get('upper') or r.get('seeds') is None else \
+            f'{100 * r["seeds"] / r["upper"]:.0f}%'
+        lines.append(
+            f'| {seed} | {f1(r["upper"])} | {f1(r["seeds"])} | '
+            f'{f1(r["crf"])}{diff(r["crf"], r["seeds"])} | '
+            f'{f1(r["final"])}{diff(r["final"], r["crf"])} | {ratio} |')
+    s = summarise(runs)
+    st = s['stats']
+    gain = '' if s['crf_gain'] is None else f' ({s["crf_gain"]:+.1f})'
+    fin = ('' if s['final_minus_crf'] is None else
+           f' ({s["final_minus_crf"]:+.1f})')
+    ratio = ('-' if s['seeds_over_upper'] is None else
+             f'{100 * s["seeds_over_upper"]:.0f}%')
+    lines.append(f'| mean ± std | {_fmt(*st["upper"][:2])} | '
+                 f'{_fmt(*st["seeds"][:2])} | {_fmt(*st["crf"][:2])}{gain} '
+                 f'| {_fmt(*st["final"][:2])}{fin} | {ratio} |')
+    checks = {k: v for k, v in s['checks'].items() if k != 'minutes'}
+    met = [k for k, v in checks.items() if v]
+    failed = [k for k, v in checks.items() if v is False]
+    lines.append('')
+    lines.append('Targets (`mmwsss.experiments.calibration.TARGETS`) met: ' +
+                 (', '.join(met) or 'none') +
+                 ('; failed: ' + ', '.join(failed) if failed else '') + '.')
+    return '\n'.join(lines)
+
+
 def settings_with_all(root: str, seeds: Sequence[int]) -> List[str]:
     """Settings that have finished every one of ``seeds``."""
     runs = read_runs(root)

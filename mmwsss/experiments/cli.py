@@ -90,6 +90,11 @@ def add_arguments(p: argparse.ArgumentParser,
     p.add_argument('--skip-final', action='store_true',
                    help='no final model and no upper bound')
     p.add_argument('--skip-upper-bound', action='store_true')
+    p.add_argument(
+        '--skip-baseline-final',
+        action='store_true',
+        help='no final model on the baseline + dCRF labels when they are '
+        'not the best ones (the demo bed\'s "final" figure)')
     p.add_argument('--skip-rw', action='store_true',
                    help=f'leave out the {RANDOM_WALK} rows (AffinityNet)')
     p.add_argument(
@@ -211,6 +216,7 @@ def run(args: argparse.Namespace,
         seg_iters=args.seg_iters,
         final=not (args.skip_final or args.limit),
         upper_bound=not args.skip_upper_bound,
+        baseline_final=not args.skip_baseline_final,
         params=not args.no_params)
     runner = ExperimentRunner(
         rows, selected, settings, stage_runner, root=root)

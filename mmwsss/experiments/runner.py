@@ -815,6 +815,9 @@ class RunSettings:
         seg_iters (int, optional): Override the final models' schedule.
         final (bool): Train the final model and the upper bound.
         upper_bound (bool): Train the upper bound.
+        baseline_final (bool): Also train a final model on the baseline +
+            dCRF labels when they are not the best ones (the demo bed's
+            figure; see :meth:`ExperimentRunner.final_models`).
         params (bool): Count each row model's parameters.
     """
     work_dir: str = 'work_dirs/results'
@@ -831,6 +834,7 @@ class RunSettings:
     seg_iters: Optional[int] = None
     final: bool = True
     upper_bound: bool = True
+    baseline_final: bool = True
     params: bool = True
 
 
@@ -1211,31 +1215,35 @@ class ExperimentRunner:
     # ------------------------------------------------------------------
     def final_models(self, seed: int, runs: Dict[Tuple[str, str],
                                                  dict]) -> Optional[dict]:
-        """Final model on the best pseudo-labels of one seed, and the
-        upper bound on the real masks; writes ``seedS/final.json``."""
+        """Final model on the best pseudo-labels of one seed, the upper
+        bound on the real masks and (``baseline_final``) a final model on
+        the baseline + dCRF labels; writes ``seedS/final.json``.
+
+        The baseline's final model is the demo bed's "final on the CRF
+        labels" figure (:mod:`~mmwsss.experiments.calibration`): it shows
+        whether the final model learns what it is given, whatever row wins.
+        When the baseline + dCRF labels are the best ones, one model serves
+        both.
+        """
         path = self.layout.final_json(seed)
         cands = candidates(runs, self.s.select_from)
         if not cands:
             self.log(f'[{seed}] no pseudo-label candidate, no final model')
             return None
         best = select_best(cands)
+        base_cand = self._baseline_crf(runs) if self.s.baseline_final \
+            else None
         if self.sr.done(path):
             old = read_json(path)
             if old.get('best', {}).get('slug') == candidate_slug(best) and \
                     (old.get('upper_miou') is not None or
-                     not self.s.upper_bound):
+                     not self.s.upper_bound) and \
+                    (base_cand is None or
+                     old.get('baseline_final') is not None):
                 self.log(f'[{seed}] final models: {path} exists, kept')
                 return old
         self.log(f'[{seed}] best pseudo-labels: {best["title"]} '
                  f'({100 * best["miou"]:.1f} on train)')
-        labels_dir, miou = self.prepare_labels(seed, best)
-        data = self.layout.data(seed)
-        n_lab = len([f for f in os.listdir(labels_dir) if f.endswith('.png')])
-        n_img = len(split_names(data))
-        if n_lab < n_img:
-            raise ValueError(f'{labels_dir} holds {n_lab} label PNGs for '
-                             f'{n_img} train images (a --limit run?); cannot '
-                             'train the final model on it')
         base_ckpt = None
         if self.s.seg_init == 'cam':
             base_run = runs.get(self.baseline.ident)
@@ -1248,40 +1256,73 @@ class ExperimentRunner:
             best={
                 k: best[k]
                 for k in ('table', 'row', 'refinement', 'title', 'miou')
-            },
-            pseudo_miou=miou)
+            })
         final['best']['slug'] = candidate_slug(best)
-        for key, cfg, work, extra, what in (
-            ('final_miou', self.s.seg_config, self.layout.final(seed, best), [
-                'train_dataloader.dataset.data_prefix.seg_map_path=' +
-                labels_dir
-            ], 'final model'),
-            ('upper_miou', self.s.gt_config, self.layout.upper(seed), [],
-             'upper bound (real masks)'),
-        ):
-            if key == 'upper_miou' and not self.s.upper_bound:
-                final[key] = None
-                continue
-            opts = self.seed_options(seed, cfg) + schedule_options(
-                cfg, iters=self.s.seg_iters, root=self.root)
-            if base_ckpt:
-                opts += [
-                    f'model.backbone.init_cfg.checkpoint={base_ckpt}',
-                    'model.backbone.init_cfg.prefix=backbone.'
-                ]
-            ckpt = self.sr.train(
-                cfg,
-                work,
-                f'[{seed}] train {what}',
-                opts + extra,
-                ('train_dataloader', 'val_dataloader', 'test_dataloader'),
-                fingerprint=self.s.data.meta(seed))
-            final[key] = self.sr.test(cfg, ckpt, work,
-                                      f'[{seed}] test {what}',
-                                      data_root_options(
-                                          cfg, data, root=self.root))
+        final['pseudo_miou'], final['final_miou'] = self._final_on(
+            seed, best, base_ckpt)
+        if base_cand is not None:
+            same = candidate_slug(base_cand) == candidate_slug(best)
+            pseudo, fin = (final['pseudo_miou'], final['final_miou']) \
+                if same else self._final_on(seed, base_cand, base_ckpt)
+            final['baseline_final'] = dict(
+                slug=candidate_slug(base_cand),
+                title=base_cand['title'],
+                pseudo_miou=pseudo,
+                final_miou=fin)
+        final['upper_miou'] = None
+        if self.s.upper_bound:
+            final['upper_miou'] = self._seg_model(
+                seed, self.s.gt_config, self.layout.upper(seed), [],
+                base_ckpt, 'upper bound (real masks)')
         write_json(path, final)
         return final
+
+    def _baseline_crf(self, runs: Dict[Tuple[str, str],
+                                       dict]) -> Optional[dict]:
+        """The baseline + dCRF candidate (None when its labels are gone)."""
+        for c in candidates(runs, ('crf', )):
+            if (c['table'], c['row']) == self.baseline.ident:
+                return c
+        return None
+
+    def _final_on(self, seed: int, cand: dict,
+                  base_ckpt: Optional[str]) -> Tuple[float, float]:
+        """Train and test a final model on one candidate's labels; return
+        the labels' train mIoU and the model's val mIoU."""
+        labels_dir, miou = self.prepare_labels(seed, cand)
+        n_lab = len([f for f in os.listdir(labels_dir) if f.endswith('.png')])
+        n_img = len(split_names(self.layout.data(seed)))
+        if n_lab < n_img:
+            raise ValueError(f'{labels_dir} holds {n_lab} label PNGs for '
+                             f'{n_img} train images (a --limit run?); cannot '
+                             'train the final model on it')
+        fin = self._seg_model(
+            seed, self.s.seg_config, self.layout.final(seed, cand), [
+                'train_dataloader.dataset.data_prefix.seg_map_path=' +
+                labels_dir
+            ], base_ckpt, f'final model ({cand["title"]})')
+        return miou, fin
+
+    def _seg_model(self, seed: int, cfg: str, work: str, extra: List[str],
+                   base_ckpt: Optional[str], what: str) -> float:
+        """Train (or keep) one segmentation model; return its val mIoU."""
+        opts = self.seed_options(seed, cfg) + schedule_options(
+            cfg, iters=self.s.seg_iters, root=self.root)
+        if base_ckpt:
+            opts += [
+                f'model.backbone.init_cfg.checkpoint={base_ckpt}',
+                'model.backbone.init_cfg.prefix=backbone.'
+            ]
+        ckpt = self.sr.train(
+            cfg,
+            work,
+            f'[{seed}] train {what}',
+            opts + extra,
+            ('train_dataloader', 'val_dataloader', 'test_dataloader'),
+            fingerprint=self.s.data.meta(seed))
+        return self.sr.test(
+            cfg, ckpt, work, f'[{seed}] test {what}',
+            data_root_options(cfg, self.layout.data(seed), root=self.root))
 
     def prepare_labels(self, seed: int, best: dict) -> Tuple[str, float]:
         """Folder and train mIoU of the chosen pseudo-labels."""

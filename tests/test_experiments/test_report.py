@@ -121,6 +121,30 @@ def test_tables_match_numpy(ran):
     assert 'positive on every one' in md
 
 
+def test_bed_table(ran):
+    md = (ran['out'] / 'results.md').read_text()
+    bed = md.split('## Demo bed (baseline chain)')[1].split('## Figures')[0]
+    base = VALUES['cam-baseline']
+    for s in SEEDS:
+        seeds, crf = 100 * base[s][0], 100 * base[s][2]
+        # faked tools/test.py: upper bound 60.0, final models 40.0
+        assert f'| {s} | 60.0 | {seeds:.1f} | {crf:.1f} ' \
+            f'({crf - seeds:+.1f}) | 40.0 ({40.0 - crf:+.1f}) | ' \
+            f'{100 * seeds / 60:.0f}% |' in bed
+    gains = [100 * (base[s][2] - base[s][0]) for s in SEEDS]
+    mean = _cells(bed, '60.0 ± 0.0')  # the mean ± std line
+    assert mean[2] == _ms([base[s][0] for s in SEEDS])
+    assert mean[3] == _ms([base[s][2] for s in SEEDS]) + \
+        f' ({np.mean(gains):+.1f})'
+    # upper bound 60 < 70 and final - labels < -3 fail; CRF +5 passes
+    verdict = bed.strip().splitlines()[-1]
+    assert 'failed: upper, final - crf' in verdict, verdict
+    assert 'crf gain' in verdict.split('; failed')[0]
+    summary = json.loads((ran['out'] / 'results.json').read_text())
+    assert summary['bed']['100']['crf'] == pytest.approx(100 * base[100][2])
+    assert (ran['out'] / 'table_bed.md').is_file()
+
+
 def test_results_json_and_figure_manifests(ran):
     summary = json.loads((ran['out'] / 'results.json').read_text())
     assert summary['generator_version'] == DATA.resolved_version()

@@ -104,9 +104,11 @@ def test_runs_every_row_then_skips_everything(fake_repo, tmp_path):
     stems = [osp.basename(c[1][2])[:-3] for c in trains]
     # every stage config is trained once per seed, in chain order (the
     # teacher is a row of its own and the first stage of Our*), then the
-    # AffinityNet of +RW and the two final models
+    # AffinityNet of +RW, the final model on the best labels, the one on
+    # the baseline + dCRF labels (not the best here) and the upper bound
     per_seed = [
         'base', 'inst', 'inst-ms', 'teacher', 's1', 's2', 'rw',
+        'deeplabv3plus_effl0-d16_1xb16-800it_demo-pseudo-128x128',
         'deeplabv3plus_effl0-d16_1xb16-800it_demo-pseudo-128x128',
         'deeplabv3plus_effl0-d16_1xb16-800it_demo-gt-128x128'
     ]
@@ -157,11 +159,23 @@ def test_runs_every_row_then_skips_everything(fake_repo, tmp_path):
     assert final['upper_miou'] == pytest.approx(0.60)
     lab = tmp_path / 'work' / 'seed100' / 'labels' / 'camguide-our-classwise'
     assert sorted(os.listdir(lab)) == [n + '.png' for n in NAMES]
-    seg = [c for c in trains if 'pseudo' in c[1][2]][0][1]
+    seg, seg_base = [c[1] for c in trains if 'pseudo' in c[1][2]][:2]
     assert f'train_dataloader.dataset.data_prefix.seg_map_path={lab}' in \
         _opts(seg)
     assert 'model.backbone.init_cfg.checkpoint=' + \
         f'{work}/base/iter_1.pth' in _opts(seg)
+    # the baseline's final model: on the baseline row's dCRF labels, in a
+    # folder of its own, and recorded beside the best one
+    base_lab = tmp_path / 'work' / 'seed100' / 'rows' / 'baseline' / \
+        'cam-baseline' / 'pseudo_labels_crf'
+    assert 'train_dataloader.dataset.data_prefix.seg_map_path=' + \
+        str(base_lab) in _opts(seg_base)
+    assert seg_base[seg_base.index('--work-dir') + 1].endswith(
+        'seed100/final/baseline-cam-baseline-crf')
+    assert final['baseline_final']['slug'] == 'baseline-cam-baseline-crf'
+    assert final['baseline_final']['pseudo_miou'] == \
+        out[100][('baseline', 'CAM baseline')]['crf']
+    assert final['baseline_final']['final_miou'] == pytest.approx(0.40)
     # seed 101: the IG-CAM InfluenceCRF labels (0.51) win
     final = json.loads(
         (tmp_path / 'work' / 'seed101' / 'final.json').read_text())
@@ -173,6 +187,28 @@ def test_runs_every_row_then_skips_everything(fake_repo, tmp_path):
     again, stages2 = _runner(fake_repo, tmp_path)
     assert again.run(SEEDS)[100] == out[100]
     assert set(stages2.tools()) == {'generate_proposals.py'}
+
+
+def test_baseline_labels_best_train_one_final_model(fake_repo, tmp_path):
+    runner, stages = _runner(
+        fake_repo, tmp_path, ['CAM baseline'], select_from=['crf'])
+    runner.run([100])
+    pseudo = [c for c in stages.commands('train.py') if 'pseudo' in c[1][2]]
+    assert len(pseudo) == 1  # one model serves both figures
+    final = json.loads(
+        (tmp_path / 'work' / 'seed100' / 'final.json').read_text())
+    assert final['best']['slug'] == 'baseline-cam-baseline-crf'
+    assert final['baseline_final'] == dict(
+        slug='baseline-cam-baseline-crf',
+        title=final['best']['title'],
+        pseudo_miou=final['pseudo_miou'],
+        final_miou=final['final_miou'])
+    # without the baseline's final model, an older final.json is kept
+    off, stages2 = _runner(
+        fake_repo, tmp_path, ['CAM baseline'], select_from=['crf'],
+        baseline_final=False)
+    off.run([100])
+    assert stages2.commands('train.py') == []
 
 
 def test_retrained_model_redoes_its_rows(fake_repo, tmp_path):

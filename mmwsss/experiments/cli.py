@@ -16,7 +16,8 @@ from typing import Optional, Sequence
 
 from .budget import repo_root
 from .rows import RANDOM_WALK, load_rows, select_rows
-from .runner import (GT_CONFIG, REFINEMENTS, SEG_CONFIG, DataSpec,
+from .runner import (REFINEMENTS, RESULTS_GT_CONFIG, RESULTS_NUM_TRAIN,
+                     RESULTS_SEG_CONFIG, DataSpec,
                      ExperimentRunner, Layout, RunSettings, StageFailed,
                      candidates, read_json)
 from .tables import HELD_OUT_SEEDS
@@ -64,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser,
         '--generator-version',
         default=None,
         help='demo scene generator version (default: newest)')
-    p.add_argument('--num-train', type=int, default=1000)
+    p.add_argument('--num-train', type=int, default=RESULTS_NUM_TRAIN)
     p.add_argument('--num-val', type=int, default=200)
     p.add_argument(
         '--num-aux',
@@ -103,8 +104,8 @@ def add_arguments(p: argparse.ArgumentParser,
         choices=REFINEMENTS,
         default=list(REFINEMENTS),
         help='refinements eligible as pseudo-labels of the final model')
-    p.add_argument('--seg-config', default=SEG_CONFIG)
-    p.add_argument('--gt-config', default=GT_CONFIG)
+    p.add_argument('--seg-config', default=RESULTS_SEG_CONFIG)
+    p.add_argument('--gt-config', default=RESULTS_GT_CONFIG)
     p.add_argument(
         '--seg-init',
         choices=['cam', 'imagenet'],

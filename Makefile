@@ -23,9 +23,11 @@ bench: venv
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 # issue #17: every wsss_row config (CAM baseline, IG-CAM and CamGuide rows),
-# the final model on the best pseudo-labels and the upper bound on the 3
-# held-out dataset seeds (hours on CPU; finished stages are skipped), then
-# the tables and PNGs in docs/en/_static/results/v<generator version>
+# the final model on the best pseudo-labels, the one on the baseline + dCRF
+# labels (the demo bed's figures) and the upper bound on the 3 held-out
+# dataset seeds (3,000 train images, final models 2,400 iterations; hours on
+# CPU; finished stages are skipped), then the tables and PNGs in
+# docs/en/_static/results/v<generator version>
 RESULTS_SEEDS ?= 100 101 102
 results: venv
 	$(PY) tools/analysis_tools/wsss_results.py --seeds $(RESULTS_SEEDS) \

@@ -37,7 +37,8 @@ def write_bars(path: str, results: Dict[Tuple[str, str], dict],
     individual seeds; the CAM baseline is the first bar of each panel and a
     dotted line; a star marks the rows that help (see
     :data:`~.tables.HELPS_RULE`). A method without any result gets no
-    panel; without any method, the baseline gets one.
+    panel; without any method, the baseline gets one; without any result,
+    the figure says so and names no panel.
 
     Args:
         path (str): Output PNG (written atomically).
@@ -66,20 +67,23 @@ def write_bars(path: str, results: Dict[Tuple[str, str], dict],
     panels = [(t, base + [(i, r) for i, r in results.items()
                           if r['spec'].table == t and r['runs']])
               for t in tables]
-    if not panels:
+    if not panels and base:
         panels = [('baseline', base)]
     fig, axes = plt.subplots(
-        1, len(panels), figsize=BAR_FIGSIZE, dpi=BAR_DPI, squeeze=False)
+        1, max(1, len(panels)), figsize=BAR_FIGSIZE, dpi=BAR_DPI,
+        squeeze=False)
     axes = axes[0]
     width = 0.38
     manifest = dict(path=path, panels=[])
+    if not panels:
+        # nothing has run yet: a figure that names no method
+        axes[0].text(0.5, 0.5, 'no results yet', ha='center',
+                     transform=axes[0].transAxes)
+        axes[0].set_axis_off()
     for ax, (table, panel) in zip(axes, panels):
         ax.set_title(table_title(table))
         manifest['panels'].append(
             dict(table=table, rows=[list(ident) for ident, _ in panel]))
-        if not panel:
-            ax.text(0.5, 0.5, 'no results yet', ha='center',
-                    transform=ax.transAxes)
         for i, (ident, row) in enumerate(panel):
             st = row_stats(row['runs'])
             for key, dx, colour, lab in (('miou_global', -width / 2, 'C0',

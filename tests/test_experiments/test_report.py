@@ -294,6 +294,12 @@ def test_carried_numbers_and_the_grid(ran, tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.json'):
         _report(ran, tmp_path / 'e', half,
                 previous=str(tmp_path / 'nope.json'))
+    # before anything ran (e.g. data prepared only): a report naming no
+    # method, not an error
+    s = _report(ran, tmp_path / 'f', gone, use_previous=False)
+    assert s['figures']['bars']['panels'] == [] and check_figures(s) == []
+    assert (tmp_path / 'f' / 'ablation_bars.png').is_file()
+    assert 'seed 100: no final model yet' in '\n'.join(s['notes'])
 
 
 def _committed():

@@ -88,6 +88,11 @@ def test_config_builds_and_steps(cfg_path, tmp_path):
             np.savez(tmp_path / f'img{i}.npz', scores=scores, img_labels=lab)
     if model_cfg.type == 'CamGuideSegmentor':
         model.teacher_loaded.fill_(1.0)
+    if '_demo-' in cfg_path or '_folder-' in cfg_path:
+        # the demo chains train and test these with --channels-last
+        # (ChannelsLastHook): their models must run on channels-last
+        # weights and features (no .view() of a permuted tensor)
+        model.to(memory_format=torch.channels_last)
     num_classes = model.num_classes
     dataset_classes = cfg.train_dataloader.dataset.get('type')
     assert dataset_classes is not None

@@ -29,6 +29,10 @@ def parse_args() -> argparse.Namespace:
         default='none',
         help='job launcher')
     parser.add_argument(
+        '--channels-last',
+        action='store_true',
+        help='channels-last weights (ChannelsLastHook)')
+    parser.add_argument(
         '--no-reuse-heap',
         action='store_true',
         help='leave glibc malloc as it is (default: while testing, every '
@@ -60,6 +64,9 @@ def main() -> None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    if args.channels_last:
+        from mmwsss.engine.hooks import enable_channels_last
+        enable_channels_last(cfg)
     if args.show_dir:
         hooks = cfg.default_hooks
         if 'visualization' in hooks:

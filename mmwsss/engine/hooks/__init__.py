@@ -1,5 +1,6 @@
 # Copyright (c) mmwsss contributors.
 from .cam_visualization_hook import CAMVisualizationHook
+from .channels_last_hook import ChannelsLastHook, enable_channels_last
 from .influence_hook import InfluenceHook, preserved_rng_state
 from .loss_plateau_hook import ReduceLROnLossPlateauHook
 from .rng_state_hook import RNGStateHook
@@ -8,8 +9,8 @@ from .stage_switch_hook import StageSwitchHook, restart_train_dataloader
 from .target_quality_hook import TargetQualityHook
 
 __all__ = [
-    'CAMVisualizationHook',
+    'CAMVisualizationHook', 'ChannelsLastHook',
     'InfluenceHook', 'ReduceLROnLossPlateauHook', 'RNGStateHook',
     'SafeCheckpointHook', 'StageSwitchHook', 'TargetQualityHook',
-    'preserved_rng_state', 'restart_train_dataloader'
+    'enable_channels_last', 'preserved_rng_state', 'restart_train_dataloader'
 ]

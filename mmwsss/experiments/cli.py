@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 from .budget import repo_root
 from .rows import RANDOM_WALK, load_rows, select_rows
 from .runner import (REFINEMENTS, RESULTS_GT_CONFIG, RESULTS_NUM_TRAIN,
-                     RESULTS_SEG_CONFIG, DataSpec,
+                     RESULTS_NUM_VAL, RESULTS_SEG_CONFIG, DataSpec,
                      ExperimentRunner, Layout, RunSettings, StageFailed,
                      candidates, read_json)
 from .tables import HELD_OUT_SEEDS
@@ -66,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser,
         default=None,
         help='demo scene generator version (default: newest)')
     p.add_argument('--num-train', type=int, default=RESULTS_NUM_TRAIN)
-    p.add_argument('--num-val', type=int, default=200)
+    p.add_argument('--num-val', type=int, default=RESULTS_NUM_VAL)
     p.add_argument(
         '--num-aux',
         type=int,

@@ -289,3 +289,25 @@ def test_version_2_0_sizes_and_aux_split(tmp_path):
     with open(f'{out}/meta.json') as f:
         meta = json.load(f)
     assert meta['generator_version'] == '2.0' and meta['num_aux'] == 5
+
+
+def test_more_val_images_keep_the_others(tmp_path):
+    """Each image is drawn from (seed, split, index): more val images
+    (``make results`` uses 500, ``make demo`` 200) leave the train images
+    and the first val images as they are."""
+    from mmwsss.datasets.demo_scenes import generate_demo_dataset
+    a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
+    generate_demo_dataset(a, seed=5, num_train=4, num_val=2, img_size=32)
+    generate_demo_dataset(b, seed=5, num_train=4, num_val=5, img_size=32)
+    with open(f'{a}/ImageSets/Segmentation/val.txt') as f:
+        val_a = f.read().split()
+    with open(f'{b}/ImageSets/Segmentation/val.txt') as f:
+        val_b = f.read().split()
+    assert val_b[:2] == val_a and len(val_b) == 5
+    with open(f'{a}/ImageSets/Segmentation/train.txt') as f:
+        names = f.read().split() + val_a
+    for name in names:
+        for sub, ext in (('JPEGImages', 'jpg'), ('SegmentationClass', 'png')):
+            pa = np.asarray(Image.open(f'{a}/{sub}/{name}.{ext}'))
+            pb = np.asarray(Image.open(f'{b}/{sub}/{name}.{ext}'))
+            assert np.array_equal(pa, pb), (sub, name)

@@ -1196,6 +1196,9 @@ class ExperimentRunner:
                 'train_dataloader.dataset.data_prefix.seg_map_path=' + labels,
                 cam_dir
             ]
+        if self.s.limit:
+            # a --limit run has confident labels of its first N images only
+            opts.append(f'train_dataloader.dataset.indices={self.s.limit}')
         ckpt = self.sr.train(
             spec.config,
             aff_work,

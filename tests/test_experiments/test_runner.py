@@ -238,6 +238,20 @@ def test_refuses_a_row_that_breaks_its_budget(fake_repo, tmp_path):
     assert stages.calls == []  # refused before anything ran
 
 
+def test_limit_trains_the_affinity_net_on_its_labels(fake_repo, tmp_path):
+    runner, stages = _runner(
+        fake_repo, tmp_path, ['Our* + RW'], limit=2, final=False)
+    runner.run([100])
+    rw = [c[1] for c in stages.commands('train.py') if c[1][2].endswith(
+        'rw.py')]
+    assert len(rw) == 1
+    assert 'train_dataloader.dataset.indices=2' in _opts(rw[0])
+    others = [c[1] for c in stages.commands('train.py')
+              if not c[1][2].endswith('rw.py')]
+    assert not any(o.startswith('train_dataloader.dataset.indices')
+                   for c in others for o in _opts(c))
+
+
 def test_limit_smoke_and_atomic_outputs(fake_repo, tmp_path):
     runner, stages = _runner(
         fake_repo, tmp_path, ['+CRF (InfluenceCRF)'], limit=2, final=False)

@@ -13,7 +13,7 @@ wsss_row = dict(
         'model.heuristic_targets', 'model.train_cfg', 'sizes',
         'camguide_stage3_sizes', 'teacher_checkpoint', 'stage1_work_dir',
         'stage2_work_dir', 'load_from', 'optim_wrapper', 'max_iters',
-        'train_cfg.max_iters', 'param_scheduler'
+        'train_cfg.max_iters', 'param_scheduler', 'custom_hooks'
     ],
     stages=[
         'configs/cam/cam_effl2-d16_1xb32-500it_demo-128x128.py',

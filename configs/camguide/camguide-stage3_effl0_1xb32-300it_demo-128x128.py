@@ -105,6 +105,31 @@ default_hooks = dict(
         max_keep_ckpts=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='mmseg.SegVisualizationHook'))
+# Issue #19 item 6: the mIoU of the CAM and of each heuristic target
+# against the masks of the first 64 train images, every 50 iterations
+# (target_quality/{cam,crf,rw}_miou in scalars.json; the results report
+# plots the curves). A monitor: it draws no training randomness and leaves
+# the model's state as it was.
+custom_hooks = [
+    dict(type='SafeCheckpointHook'),
+    dict(type='RNGStateHook'),
+    dict(
+        type='TargetQualityHook',
+        dataset=dict(
+            type='WSSSDemoDataset',
+            data_root='data/demo',
+            ann_file='ImageSets/Segmentation/train.txt',
+            data_prefix=dict(
+                img_path='JPEGImages', seg_map_path='SegmentationClass'),
+            label_file='image_labels.json',
+            pipeline=[
+                dict(type='mmseg.LoadImageFromFile'),
+                dict(type='mmseg.LoadAnnotations'),
+                dict(type='PackWSSSInputs'),
+            ]),
+        interval=50,
+        max_images=64)
+]
 randomness = dict(seed=0)
 wsss_row = dict(
     table='camguide',

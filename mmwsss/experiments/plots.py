@@ -156,6 +156,112 @@ def write_bars(path: str, results: Dict[Tuple[str, str], dict],
 
 
 # ----------------------------------------------------------------------
+# target quality curves (CamGuide stage 3, issue #19 item 6)
+#: Prefix of :class:`~mmwsss.engine.hooks.TargetQualityHook`'s scalars.
+TQ_PREFIX = 'target_quality/'
+
+
+def read_target_quality(work: str) -> Dict[str, List[Tuple[int, float]]]:
+    """``{name: [(step, miou %), ...]}`` logged by ``TargetQualityHook``.
+
+    Reads every ``work/*/vis_data/scalars.json`` (a resumed run has one per
+    start); a step logged twice keeps the later run's value.
+
+    Args:
+        work (str): A training work dir.
+
+    Returns:
+        dict: Target name (``cam``, ``crf``, ``rw``) -> points by step;
+        empty when nothing was logged.
+    """
+    import glob
+    import json
+    points: Dict[str, Dict[int, float]] = {}
+    for path in sorted(glob.glob(osp.join(work, '*', 'vis_data',
+                                          'scalars.json'))):
+        with open(path, encoding='utf-8') as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                rec = json.loads(line)
+                for key, val in rec.items():
+                    if key.startswith(TQ_PREFIX) and key.endswith('_miou'):
+                        name = key[len(TQ_PREFIX):-len('_miou')]
+                        points.setdefault(name, {})[int(rec['step'])] = \
+                            float(val)
+    return {n: sorted(p.items()) for n, p in points.items()}
+
+
+def write_target_quality(path: str, curves: Dict[Tuple[str, str], dict],
+                         titles: Dict[Tuple[str, str], str]) -> dict:
+    """Curves of the heuristic targets' quality during training.
+
+    One panel per row; per target (CAM threshold mask, CRF, SLIC walk) a
+    line per seed (thin) and their mean over the seeds that logged every
+    step (thick).
+
+    Args:
+        path (str): Output PNG (written atomically).
+        curves (dict): ``{(table, row): {seed: read_target_quality(..)}}``.
+        titles (dict): ``{(table, row): title}``.
+
+    Returns:
+        dict: Manifest ``{'path', 'rows': [[table, name], ...], 'seeds'}``.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from mmwsss.utils.io import atomic_write_bytes
+    idents = [i for i in curves if curves[i]]
+    fig, axes = plt.subplots(
+        1, max(1, len(idents)), figsize=(4.5 * max(1, len(idents)), 3.6),
+        dpi=BAR_DPI, squeeze=False, sharey=True)
+    axes = axes[0]
+    colours = {'cam': 'C0', 'crf': 'C1', 'rw': 'C2'}
+    labels = {'cam': 'CAM at tau', 'crf': 'CRF + closing target',
+              'rw': 'SLIC walk target'}
+    seeds_used = set()
+    for ax, ident in zip(axes, idents):
+        ax.set_title('\n'.join(textwrap.wrap(titles.get(ident, ident[1]),
+                                             40)), fontsize=9)
+        names = sorted({n for c in curves[ident].values() for n in c},
+                       key=lambda n: (n not in colours, n))
+        for name in names:
+            per_seed = {s: dict(c[name]) for s, c in curves[ident].items()
+                        if name in c}
+            seeds_used.update(per_seed)
+            col = colours.get(name)
+            for pts in per_seed.values():
+                ax.plot(list(pts), list(pts.values()), color=col, alpha=0.3,
+                        linewidth=0.8)
+            steps = sorted(set.intersection(
+                *[set(p) for p in per_seed.values()]))
+            if steps:
+                mean = [np.mean([p[t] for p in per_seed.values()])
+                        for t in steps]
+                ax.plot(steps, mean, color=col, linewidth=2,
+                        label=labels.get(name, name))
+        ax.set_xlabel('stage-3 iteration')
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel('mIoU vs masks (%)')
+    if not idents:
+        axes[0].text(0.5, 0.5, 'no target quality logged', ha='center',
+                     transform=axes[0].transAxes)
+        axes[0].set_axis_off()
+    else:
+        axes[0].legend(fontsize=8, loc='lower right')
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png')
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return dict(path=path, rows=[list(i) for i in idents],
+                seeds=sorted(seeds_used))
+
+
+# ----------------------------------------------------------------------
 # picture grids
 def read_rgb(path: str) -> Optional[np.ndarray]:
     """An image file as RGB uint8 (None when missing)."""
@@ -353,4 +459,9 @@ def check_figures(summary: dict) -> List[str]:
         if grid.get('seed') not in seeds:
             problems.append(f'grid: column {col["table"]} {col["row"]!r} '
                             f'has no result on seed {grid.get("seed")}')
+    tq = figs.get('target_quality') or {}
+    for table, name in tq.get('rows', []):
+        if not have.get((table, name)):
+            problems.append(f'target quality: row {table} {name!r} has no '
+                            'result')
     return problems

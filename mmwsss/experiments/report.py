@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .calibration import bed_runs, bed_table
-from .plots import (check_figures, grid_columns, visualizer, write_bars,
-                    write_grid)
+from .plots import (check_figures, grid_columns, read_target_quality,
+                    visualizer, write_bars, write_grid, write_target_quality)
 from .readme import update_readmes
 from .rows import RowSpec, table_title
 from .runner import (REFINEMENTS, DataSpec, Layout, candidate_slug,
@@ -276,11 +276,32 @@ BED_LEGEND = (
     'those baseline labels, scored on val.')
 
 
+def target_quality_curves(results: Dict[Tuple[str, str], dict],
+                          seeds: Sequence[int],
+                          layout: Layout) -> Dict[Tuple[str, str], dict]:
+    """``{(table, row): {seed: curves}}`` of the rows whose training logged
+    ``TargetQualityHook`` scalars (CamGuide stage 3), from the run folders
+    of the seeds that have the row (rows without curves left out)."""
+    out: Dict[Tuple[str, str], dict] = {}
+    for ident, r in results.items():
+        for seed in seeds:
+            if seed not in r['runs']:
+                continue
+            c = read_target_quality(layout.model(seed, r['spec'].config))
+            if c:
+                out.setdefault(ident, {})[seed] = c
+    return out
+
+
 def _figures_fragment(rel: str, manifest: dict, notes: Sequence[str]) -> str:
     figs = [f'![ablation bar chart]({rel}/ablation_bars.png)']
     if manifest.get('grid'):
         figs.append('![images, baseline CAM, each method\'s best labels, '
                     f'ground truth]({rel}/grid.png)')
+    if manifest.get('target_quality'):
+        figs.append('![CamGuide stage 3: mIoU of the CAM and of each '
+                    'heuristic target against the train masks during '
+                    f'training]({rel}/target_quality.png)')
     figs += [f'_{n}_' for n in notes]
     return '\n\n'.join(figs)
 
@@ -322,6 +343,23 @@ def write_report(rows: Sequence[RowSpec], settings: ReportSettings,
     figures['bars'] = write_bars(
         osp.join(out, 'ablation_bars.png'), results, seeds)
     figures['bars']['path'] = 'ablation_bars.png'
+    curves = target_quality_curves(results, seeds, layout)
+    figures['target_quality'] = None
+    tq_path = osp.join(out, 'target_quality.png')
+    prev_tq = ((previous or {}).get('figures') or {}).get('target_quality')
+    if curves:
+        figures['target_quality'] = write_target_quality(
+            tq_path, curves,
+            {i: f'{table_title(i[0])} {i[1]}' for i in curves})
+        figures['target_quality']['path'] = 'target_quality.png'
+    elif prev_tq and osp.isfile(tq_path) and all(
+            results.get(tuple(i), {}).get('runs')
+            for i in prev_tq.get('rows', [])):
+        # the training logs are not on this machine: keep the curves
+        figures['target_quality'] = prev_tq
+        notes.append('target quality: kept the previous '
+                     'target_quality.png (the training logs are not on '
+                     'this machine)')
     grid_notes: List[str] = []
     figures['grid'] = _grid(results, seeds, settings, layout, previous,
                             grid_notes)

@@ -5,6 +5,7 @@ Expected cells are computed here with numpy from ``wsss_fakes.VALUES``;
 expected label tiles by explicit per-pixel loops.
 """
 import glob
+import os
 import json
 import os.path as osp
 import shutil
@@ -327,3 +328,49 @@ def test_committed_figures_name_only_methods_with_results(path):
     if grid:
         drawn = {c['table'] for c in grid['columns'] if 'table' in c}
         assert drawn == with_results, 'the grid lacks a method with results'
+
+
+def test_target_quality_curves(ran, tmp_path):
+    """TargetQualityHook scalars of a row's training become a figure; a
+    resumed run's later value wins; carried numbers keep the old PNG."""
+    from mmwsss.experiments.plots import read_target_quality
+    work = tmp_path / 'work'
+    shutil.copytree(ran['tmp'] / 'work', work)
+    layout = Layout(str(work), ran['layout'].data_root)
+    spec = [r for r in ran['rows'] if r.name == 'Our*'][0]
+    for seed, shift in ((100, 0.0), (101, 2.0)):
+        model = layout.model(seed, spec.config)
+        for stamp, steps in (('20260101_000000', (0, 50)),
+                             ('20260102_000000', (50, 100))):
+            d = osp.join(model, stamp, 'vis_data')
+            os.makedirs(d, exist_ok=True)
+            with open(osp.join(d, 'scalars.json'), 'w') as f:
+                f.write(json.dumps(dict(lr=0.1, step=steps[0])) + '\n')
+                for t in steps:
+                    # the second (resumed) run logs step 50 as 31 + shift
+                    cam = 30.0 + t / 50 + (1.0 if stamp.endswith('2_000000')
+                                           and t == 50 else 0.0) + shift
+                    f.write(json.dumps({
+                        'target_quality/cam_miou': cam,
+                        'target_quality/crf_miou': cam + 5,
+                        'target_quality/rw_miou': cam - 5,
+                        'step': t}) + '\n')
+    c = read_target_quality(layout.model(100, spec.config))
+    assert c['cam'] == [(0, 30.0), (50, 32.0), (100, 32.0)]
+    assert c['crf'][1] == (50, 37.0) and c['rw'][2] == (100, 27.0)
+    s = _report(ran, tmp_path / 'out', layout, use_previous=False)
+    tq = s['figures']['target_quality']
+    assert tq['rows'] == [['camguide', 'Our*']] and tq['seeds'] == [100, 101]
+    assert (tmp_path / 'out' / 'target_quality.png').is_file()
+    assert check_figures(s) == []
+    assert 'target_quality.png' in (tmp_path / 'out' / 'results.md').read_text()
+    # numbers carried, logs gone: the previous curves stay
+    gone = Layout(str(tmp_path / 'gone'), str(tmp_path / 'nodata'))
+    s2 = _report(ran, tmp_path / 'out', gone)
+    assert s2['figures']['target_quality'] == tq
+    assert 'kept the previous target_quality.png' in '\n'.join(s2['notes'])
+    # a manifest naming a row without results is a problem
+    bad = dict(s, figures=dict(s['figures'], target_quality=dict(
+        rows=[['camguide', 'nope']])))
+    assert check_figures(bad) == [
+        "target quality: row camguide 'nope' has no result"]

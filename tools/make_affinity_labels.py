@@ -51,6 +51,7 @@ from tqdm import tqdm
 from mmwsss.utils.io import (atomic_save_label_png, atomic_write_bytes,
                              check_previous_meta, remove_stale_tmp)
 from mmwsss.utils.palette import voc_color_map
+from mmwsss.utils.progress import bar_interval
 
 CRF_CHOICES = ('irn_label', 'psa_softmax', 'none')
 IGNORE_INDEX = 255
@@ -305,7 +306,8 @@ def make_affinity_labels(scores_dir: str,
         desc='affinity labels',
         unit='img',
         disable=not progress,
-        file=sys.stderr)
+        file=sys.stderr,
+        mininterval=bar_interval())
     try:
         if workers == 1 or len(todo) <= 1:
             for stem in todo:

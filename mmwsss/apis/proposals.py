@@ -38,6 +38,7 @@ from tqdm import tqdm
 from mmwsss.proposals import MODES, filter_proposals, selective_search
 from mmwsss.utils.io import (atomic_save_npz, atomic_write_bytes,
                              check_previous_meta, remove_stale_tmp)
+from mmwsss.utils.progress import bar_interval
 from .pseudo_labels import read_rgb, shard_meta_name
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -341,7 +342,8 @@ def generate_proposals(source: Union[str, Config],
             desc='proposals',
             unit='img',
             disable=not progress,
-            file=sys.stderr)
+            file=sys.stderr,
+            mininterval=bar_interval())
         pool = None
         try:
             if workers > 1:

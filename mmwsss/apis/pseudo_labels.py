@@ -83,6 +83,7 @@ from mmwsss.utils.heap import reuse_heap as heap_reuse
 from mmwsss.utils.io import (atomic_save_label_png, atomic_save_npz,
                              atomic_write_bytes, check_previous_meta,
                              remove_stale_tmp)
+from mmwsss.utils.progress import bar_interval
 
 REFINE_CHOICES = ('config', 'none', 'irn_label', 'psa_softmax')
 SPLITS = ('train', 'val', 'test')
@@ -995,7 +996,8 @@ def make_pseudo_labels(cfg: Union[str, Config],
             desc='pseudo labels',
             unit='img',
             disable=not progress,
-            file=sys.stderr)
+            file=sys.stderr,
+            mininterval=bar_interval())
         t0 = time.time()
         scope = cfg.get('default_scope', 'mmwsss')
         try:

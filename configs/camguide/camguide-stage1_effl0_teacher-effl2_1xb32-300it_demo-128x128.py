@@ -22,7 +22,7 @@ model = dict(
     cam_head=dict(num_classes=num_classes),
     # background threshold of the seeds: the CAM baseline's swept value;
     # re-sweep with tools/analysis_tools/sweep_thresholds.py
-    test_cfg=dict(bg_thr=0.75))
+    test_cfg=dict(bg_thr=0.55))
 max_iters = 300
 optim_wrapper = dict(
     type='OptimWrapper',

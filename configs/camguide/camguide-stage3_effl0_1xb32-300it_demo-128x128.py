@@ -63,13 +63,14 @@ model = dict(
         rw=dict(n_segments=sizes.n_segments, n_iters=12),
         num_workers=0),
     # Table III's tau ~ U(0.05, 0.30) brackets the background threshold of
-    # VOC CAMs (0.15-0.25); the demo CAMs are broad (seed threshold
-    # 0.75-0.80), and with the VOC range every target is foreground almost
-    # everywhere (measured, seed 0: stage-3 seeds fell from 25.2 to 17.5
-    # mIoU). The range is therefore moved with the seed threshold:
-    # [thr - 0.15, thr + 0.10] = (0.65, 0.90).
-    train_cfg=dict(tau_range=(0.65, 0.90), crf_interval=4),
-    test_cfg=dict(bg_thr=0.75))
+    # VOC CAMs (0.15-0.25); the demo CAMs are broad, and with the VOC range
+    # every target is foreground almost everywhere (measured on generator
+    # 1.0, seed 0: stage-3 seeds fell from 25.2 to 17.5 mIoU). The range is
+    # therefore moved with the demo CAM baseline's seed threshold on the dev
+    # seeds: [thr - 0.15, thr + 0.10] = (0.40, 0.65) around 0.55 (generator
+    # 2.0; it was (0.65, 0.90) around generator 1.0's 0.75-0.80).
+    train_cfg=dict(tau_range=(0.40, 0.65), crf_interval=4),
+    test_cfg=dict(bg_thr=0.55))
 max_iters = 300
 # Table III: SGD + Nesterov 0.9, lr 0.009, wd 1e-4, poly; the new head
 # (zero-initialised residual branches) gets 10x the rate to move within

@@ -17,12 +17,13 @@ def test_sweep_miou_at_picks_the_threshold():
     # 0.05 * 15 is 0.7500000000000001 in floating point: still found
     assert sweep_miou_at(sweep, 0.75) == pytest.approx(0.15)
     assert sweep_miou_at(sweep, 0.05) == pytest.approx(0.01)
+    assert sweep_miou_at(sweep, 0.55) == pytest.approx(0.11)
     with pytest.raises(KeyError, match='0.72'):
         sweep_miou_at(sweep, 0.72)
 
 
 def test_config_bg_thr_reads_the_demo_config(tmp_path):
-    assert config_bg_thr(osp.join(REPO, CAM_CONFIG)) == 0.75
+    assert config_bg_thr(osp.join(REPO, CAM_CONFIG)) == 0.55
     cfg = tmp_path / 'no_thr.py'
     cfg.write_text('model = dict(type="X", test_cfg=dict())\n')
     with pytest.raises(KeyError, match='bg_thr'):

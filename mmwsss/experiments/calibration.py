@@ -126,6 +126,29 @@ def _fmt(mean: Optional[float], std: Optional[float]) -> str:
     return f'{mean:.1f}' + ('' if std is None else f' ± {std:.1f}')
 
 
+def _summary_cells(s: dict) -> List[str]:
+    """Mean ± std cells of a :func:`summarise` result: upper bound, seeds,
+    + CRF (gain), final (- CRF) and seeds / upper."""
+    st = s['stats']
+    gain = '' if s['crf_gain'] is None else f' ({s["crf_gain"]:+.1f})'
+    fin = ('' if s['final_minus_crf'] is None else
+           f' ({s["final_minus_crf"]:+.1f})')
+    ratio = ('-' if s['seeds_over_upper'] is None else
+             f'{100 * s["seeds_over_upper"]:.0f}%')
+    return [
+        _fmt(*st['upper'][:2]),
+        _fmt(*st['seeds'][:2]),
+        _fmt(*st['crf'][:2]) + gain,
+        _fmt(*st['final'][:2]) + fin, ratio
+    ]
+
+
+def _met_failed(checks: Dict[str, Optional[bool]]):
+    """Names of the targets met and of those failed (unknown left out)."""
+    return ([k for k, v in checks.items() if v],
+            [k for k, v in checks.items() if v is False])
+
+
 def table(root: str,
           knobs: Optional[Dict[str, str]] = None,
           order: Optional[Sequence[str]] = None) -> str:
@@ -155,22 +178,14 @@ def table(root: str,
                 with open(meta, encoding='utf-8') as f:
                     knobs[name] = json.load(f).get('description', '')
         s = summarise(runs[name])
-        st = s['stats']
-        gain = '' if s['crf_gain'] is None else f' ({s["crf_gain"]:+.1f})'
-        fin = ('' if s['final_minus_crf'] is None else
-               f' ({s["final_minus_crf"]:+.1f})')
-        ratio = ('-' if s['seeds_over_upper'] is None else
-                 f'{100 * s["seeds_over_upper"]:.0f}%')
-        met = [k for k, v in s['checks'].items() if v]
-        failed = [k for k, v in s['checks'].items() if v is False]
+        met, failed = _met_failed(s['checks'])
         verdict = ', '.join(['ok: ' + ' '.join(met)] if met else []) + (
             ('; failed: ' + ' '.join(failed)) if failed else '')
         lines.append(
             f'| {name} | {knobs.get(name, "")} | '
-            f'{" ".join(map(str, s["seeds"]))} | '
-            f'{_fmt(*st["upper"][:2])} | {_fmt(*st["seeds"][:2])} | '
-            f'{_fmt(*st["crf"][:2])}{gain} | {_fmt(*st["final"][:2])}{fin} '
-            f'| {ratio} | {_fmt(*st["minutes"][:2])} | {verdict} |')
+            f'{" ".join(map(str, s["seeds"]))} | ' +
+            ' | '.join(_summary_cells(s)) +
+            f' | {_fmt(*s["stats"]["minutes"][:2])} | {verdict} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -238,18 +253,9 @@ def bed_table(runs: Dict[int, dict]) -> str:
             f'{f1(r["crf"])}{diff(r["crf"], r["seeds"])} | '
             f'{f1(r["final"])}{diff(r["final"], r["crf"])} | {ratio} |')
     s = summarise(runs)
-    st = s['stats']
-    gain = '' if s['crf_gain'] is None else f' ({s["crf_gain"]:+.1f})'
-    fin = ('' if s['final_minus_crf'] is None else
-           f' ({s["final_minus_crf"]:+.1f})')
-    ratio = ('-' if s['seeds_over_upper'] is None else
-             f'{100 * s["seeds_over_upper"]:.0f}%')
-    lines.append(f'| mean ± std | {_fmt(*st["upper"][:2])} | '
-                 f'{_fmt(*st["seeds"][:2])} | {_fmt(*st["crf"][:2])}{gain} '
-                 f'| {_fmt(*st["final"][:2])}{fin} | {ratio} |')
-    checks = {k: v for k, v in s['checks'].items() if k != 'minutes'}
-    met = [k for k, v in checks.items() if v]
-    failed = [k for k, v in checks.items() if v is False]
+    lines.append('| mean ± std | ' + ' | '.join(_summary_cells(s)) + ' |')
+    met, failed = _met_failed(
+        {k: v for k, v in s['checks'].items() if k != 'minutes'})
     lines.append('')
     lines.append('Targets (`mmwsss.experiments.calibration.TARGETS`) met: ' +
                  (', '.join(met) or 'none') +

@@ -9,6 +9,7 @@ float rounding), and a test run loads the checkpoint into a converted
 model.
 """
 import uuid
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -108,14 +109,8 @@ def test_hook_trains_channels_last(tmp_path):
     assert w1.abs().max() < 10  # a sane run, not a diverged one
     # a checkpoint loads into a converted model (test run)
     model = ConvNet()
-    hook = ChannelsLastHook()
-
-    class R:
-        pass
-
-    r = R()
-    r.model = model
-    hook.before_run(r)
+    r = SimpleNamespace(model=model)  # what before_run reads of a runner
+    ChannelsLastHook().before_run(r)
     assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
     state = torch.load(
         str(tmp_path / 'cl' / 'iter_4.pth'), weights_only=False)['state_dict']

@@ -21,9 +21,11 @@ labels).
 Every spatial size may be given relative to the side of the grid the
 targets are computed on (:mod:`mmwsss.utils.relative_size`): the closing
 kernel (``close_kernel=dict(rel=15 / 128)``), the CRF spatial standard
-deviations (``crf=dict(..., gauss_sxy=dict(rel=3 / 512), bi_sxy=dict(
-rel=50 / 512))``: the IRN preset's pixels on a ~512-pixel image, i.e. the
-preset's share of the image side) and the SLIC segment count (relative
+deviations (``crf=dict(..., gauss_sxy=dict(rel=3 / 128), bi_sxy=dict(
+rel=50 / 128))``: the IRN preset's pixels on the 128 x 128 grid of a
+512-pixel crop, CamGuide's stage-3 configs; ``rel=3 / 512`` and ``50 /
+512`` would be the preset's share of a ~512-pixel image side instead) and
+the SLIC segment count (relative
 to the grid area, ``rw=dict(n_segments=dict(rel=1100 / 128 ** 2))``).
 They are resolved per batch from the grid size, so one recipe gives the
 same targets relative to the image on a 32 x 32 demo grid and a 128 x 128

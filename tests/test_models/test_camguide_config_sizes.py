@@ -40,13 +40,13 @@ KEYS = {
     'dilate_kernel': ('crop', 2),
 }
 # Table III / IRN / the paper's edge pipeline at 512 crops (grid 128); the
-# CRF stds are the IRN preset's on the stride-4 grid (3 / 4, 50 / 4)
+# CRF stds are the IRN preset's pixels on the stride-4 grid (3, 50)
 PAPER = dict(
     gf_radius=4,
     window=7,
     close_kernel=15,
-    gauss_sxy=0.75,
-    bi_sxy=12.5,
+    gauss_sxy=3.0,
+    bi_sxy=50.0,
     n_segments=1100,
     cam_blur_kernel=5,
     cam_blur_sigma=1.5,

@@ -47,10 +47,30 @@ stage3_pipeline = train_pipeline[:-1] + [
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+quality_pipeline = [
+    dict(type='mmseg.LoadImageFromFile'),
+    dict(type='LoadProposals', proposal_dir=proposal_dir, max_num=2000),
+    dict(type='mmseg.LoadAnnotations'),
+    dict(type='PackWSSSInputs'),
+]
+# the +Influence row's hook, with the proposals the head uses
+quality_hook = dict(
+    type='TargetQualityHook',
+    dataset=dict(
+        type={{_base_.dataset_type}},
+        data_root={{_base_.data_root}},
+        ann_file='ImageSets/Segmentation/train.txt',
+        data_prefix=dict(
+            img_path='JPEGImages', seg_map_path='SegmentationClass'),
+        label_file='image_labels.json',
+        pipeline=quality_pipeline),
+    interval=100,
+    max_images=64)
 custom_hooks = [
     dict(type='SafeCheckpointHook'),
     dict(type='RNGStateHook'),
     {{_base_.influence_hook}},
+    quality_hook,
     dict(
         type='StageSwitchHook',
         switch_at=[167, 334],
@@ -88,5 +108,7 @@ wsss_row = dict(
         'model.cam_head.loss_consistency', 'model.cam_head.loss_boundary',
         'proposal_dir', 'train_pipeline', 'test_pipeline', 'stage3_pipeline',
         'train_dataloader.dataset.pipeline',
-        'test_dataloader.dataset.pipeline', 'custom_hooks.3'
+        'test_dataloader.dataset.pipeline', 'quality_pipeline',
+        'quality_hook.dataset.pipeline', 'custom_hooks.3.dataset.pipeline',
+        'custom_hooks.4'
     ])

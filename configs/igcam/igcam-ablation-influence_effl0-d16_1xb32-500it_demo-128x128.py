@@ -6,6 +6,7 @@
 # which is disjoint from the train split (seeds) and the val split (final
 # model); the hook refuses to start when they overlap. Influence-guided
 # attention re-weights the features, and the test-time CAM uses the maps.
+# TargetQualityHook scores the maps against the masks during training.
 _base_ = ['./igcam-ablation-base_effl0-d16_1xb32-500it_demo-128x128.py']
 model = dict(
     attention=dict(
@@ -38,9 +39,30 @@ influence_hook = dict(
     begin=50,
     reported_splits=['ImageSets/Segmentation/val.txt'],
     mix_warmup=25)
+# Diagnosis with the demo's masks (no effect on training: eval mode, no
+# gradient, RNG streams kept): every 100 iterations, on the first 64 train
+# images, the CAM's mIoU at the test threshold and the foreground AUC of
+# the influence map and of the |CAM| map (IGCAMSegmentor.quality_maps).
+quality_pipeline = [
+    dict(type='mmseg.LoadImageFromFile'),
+    dict(type='mmseg.LoadAnnotations'),
+    dict(type='PackWSSSInputs'),
+]
+quality_hook = dict(
+    type='TargetQualityHook',
+    dataset=dict(
+        type={{_base_.dataset_type}},
+        data_root={{_base_.data_root}},
+        ann_file='ImageSets/Segmentation/train.txt',
+        data_prefix=dict(
+            img_path='JPEGImages', seg_map_path='SegmentationClass'),
+        label_file='image_labels.json',
+        pipeline=quality_pipeline),
+    interval=100,
+    max_images=64)
 custom_hooks = [
     dict(type='SafeCheckpointHook'),
-    dict(type='RNGStateHook'), influence_hook
+    dict(type='RNGStateHook'), influence_hook, quality_hook
 ]
 wsss_row = dict(
     table='igcam',
@@ -50,5 +72,5 @@ wsss_row = dict(
     change=[
         'model.attention', 'model.influence_cfg',
         'model.test_cfg.use_influence', 'influence_val_pipeline',
-        'influence_hook', 'custom_hooks'
+        'influence_hook', 'quality_pipeline', 'quality_hook', 'custom_hooks'
     ])

@@ -162,7 +162,7 @@ TQ_PREFIX = 'target_quality/'
 
 
 def read_target_quality(work: str) -> Dict[str, List[Tuple[int, float]]]:
-    """``{name: [(step, miou %), ...]}`` logged by ``TargetQualityHook``.
+    """``{name: [(step, value %), ...]}`` logged by ``TargetQualityHook``.
 
     Reads every ``work/*/vis_data/scalars.json`` (a resumed run has one per
     start); a step logged twice keeps the later run's value.
@@ -171,8 +171,10 @@ def read_target_quality(work: str) -> Dict[str, List[Tuple[int, float]]]:
         work (str): A training work dir.
 
     Returns:
-        dict: Target name (``cam``, ``crf``, ``rw``) -> points by step;
-        empty when nothing was logged.
+        dict: Map name -> points by step: the mIoU of a label map (``cam``,
+        ``crf``, ``rw``) or the foreground AUC of a continuous map
+        (``influence_auc``, ``cam_magnitude_auc``); empty when nothing
+        was logged.
     """
     import glob
     import json
@@ -186,20 +188,26 @@ def read_target_quality(work: str) -> Dict[str, List[Tuple[int, float]]]:
                     continue
                 rec = json.loads(line)
                 for key, val in rec.items():
-                    if key.startswith(TQ_PREFIX) and key.endswith('_miou'):
-                        name = key[len(TQ_PREFIX):-len('_miou')]
-                        points.setdefault(name, {})[int(rec['step'])] = \
-                            float(val)
+                    if not key.startswith(TQ_PREFIX):
+                        continue
+                    name = key[len(TQ_PREFIX):]
+                    if name.endswith('_miou'):
+                        name = name[:-len('_miou')]
+                    elif not name.endswith('_auc'):
+                        continue
+                    points.setdefault(name, {})[int(rec['step'])] = \
+                        float(val)
     return {n: sorted(p.items()) for n, p in points.items()}
 
 
 def write_target_quality(path: str, curves: Dict[Tuple[str, str], dict],
                          titles: Dict[Tuple[str, str], str]) -> dict:
-    """Curves of the heuristic targets' quality during training.
+    """Curves of the targets' and maps' quality during training.
 
-    One panel per row; per target (CAM threshold mask, CRF, SLIC walk) a
-    line per seed (thin) and their mean over the seeds that logged every
-    step (thick).
+    One panel per row; per map (CAM threshold mask, CRF, SLIC walk: mIoU;
+    IG-CAM's influence and |CAM| maps: foreground AUC, dashed) a line per
+    seed (thin) and their mean over the seeds that logged every step
+    (thick).
 
     Args:
         path (str): Output PNG (written atomically).
@@ -219,9 +227,12 @@ def write_target_quality(path: str, curves: Dict[Tuple[str, str], dict],
         1, max(1, len(idents)), figsize=(4.5 * max(1, len(idents)), 3.6),
         dpi=BAR_DPI, squeeze=False, sharey=True)
     axes = axes[0]
-    colours = {'cam': 'C0', 'crf': 'C1', 'rw': 'C2'}
+    colours = {'cam': 'C0', 'crf': 'C1', 'rw': 'C2', 'influence_auc': 'C3',
+               'cam_magnitude_auc': 'C4'}
     labels = {'cam': 'CAM at tau', 'crf': 'CRF + closing target',
-              'rw': 'SLIC walk target'}
+              'rw': 'SLIC walk target',
+              'influence_auc': 'influence map, fg AUC',
+              'cam_magnitude_auc': '|CAM| map, fg AUC'}
     seeds_used = set()
     for ax, ident in zip(axes, idents):
         ax.set_title('\n'.join(textwrap.wrap(titles.get(ident, ident[1]),
@@ -233,19 +244,20 @@ def write_target_quality(path: str, curves: Dict[Tuple[str, str], dict],
                         if name in c}
             seeds_used.update(per_seed)
             col = colours.get(name)
+            style = '--' if name.endswith('_auc') else '-'
             for pts in per_seed.values():
                 ax.plot(list(pts), list(pts.values()), color=col, alpha=0.3,
-                        linewidth=0.8)
+                        linewidth=0.8, linestyle=style)
             steps = sorted(set.intersection(
                 *[set(p) for p in per_seed.values()]))
             if steps:
                 mean = [np.mean([p[t] for p in per_seed.values()])
                         for t in steps]
                 ax.plot(steps, mean, color=col, linewidth=2,
-                        label=labels.get(name, name))
-        ax.set_xlabel('stage-3 iteration')
+                        linestyle=style, label=labels.get(name, name))
+        ax.set_xlabel('training iteration')
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel('mIoU vs masks (%)')
+    axes[0].set_ylabel('mIoU / AUC vs masks (%)')
     if not idents:
         axes[0].text(0.5, 0.5, 'no target quality logged', ha='center',
                      transform=axes[0].transAxes)

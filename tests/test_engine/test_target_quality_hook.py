@@ -220,3 +220,62 @@ def test_hook_ids_and_errors(tmp_path, demo_root):
     assert isinstance(
         HOOKS.build(dict(type='TargetQualityHook', dataset={})),
         TargetQualityHook)
+
+
+def test_hook_scores_igcam_influence_maps(tmp_path, demo_root):
+    """IG-CAM: the influence and |CAM| maps get a foreground AUC, equal to
+    a brute-force pair count on the final model's maps; the influence map
+    only once the influence has been refreshed."""
+    from igcam_hook_testlib import influence_hook_cfg, make_runner, unwrap
+    pipe = [
+        dict(type='mmseg.LoadImageFromFile'),
+        dict(type='mmseg.LoadAnnotations'),
+        dict(type='mmseg.Resize', scale=(32, 32), keep_ratio=False),
+        dict(type='PackWSSSInputs'),
+    ]
+    tq = dict(
+        type='TargetQualityHook',
+        dataset=dict(_dataset(demo_root), pipeline=pipe),
+        interval=4,
+        max_images=4,
+        batch_size=4)
+    runner = make_runner(tmp_path / 'ig', demo_root,
+                         [influence_hook_cfg(demo_root), tq])
+    runner.train()
+    files = glob.glob(str(tmp_path / 'ig' / '*' / 'vis_data' /
+                          'scalars.json'))
+    rows = [json.loads(line) for line in open(files[0])]
+    logged = [r for r in rows if 'target_quality/cam_miou' in r]
+    assert [r['step'] for r in logged] == [0, 4, 8]
+    # before the first refresh (iteration 2) the maps are uniform: no
+    # influence AUC; |CAM| is scored from the start
+    assert 'target_quality/influence_auc' not in logged[0]
+    assert 'target_quality/cam_magnitude_auc' in logged[0]
+    last = logged[-1]
+    assert {'target_quality/influence_auc',
+            'target_quality/cam_magnitude_auc'} <= set(last)
+    model = unwrap(runner.model)
+    model.eval()
+    hook = [h for h in runner.hooks if isinstance(h, TargetQualityHook)][0]
+    with torch.no_grad():
+        data = model.data_preprocessor(
+            pseudo_collate(copy.deepcopy(hook.samples)), False)
+        maps = model.quality_maps(data['inputs'], data['data_samples'])
+    assert set(maps) == {'influence', 'cam_magnitude'}
+    for name, m in maps.items():
+        assert m.shape == (4, 32, 32) and bool((m >= 0).all())
+        aucs = []
+        for i, ds in enumerate(data['data_samples']):
+            gt = ds.gt_sem_seg.data[0].numpy()
+            s = m[i].numpy()
+            fg, bg = s[(gt > 0) & (gt < 255)], s[gt == 0]
+            if fg.size and bg.size:
+                pairs = (fg[:, None] > bg[None]).sum() + \
+                    0.5 * (fg[:, None] == bg[None]).sum()
+                aucs.append(pairs / (fg.size * bg.size))
+        assert last[f'target_quality/{name}_auc'] == pytest.approx(
+            100 * np.mean(aucs), abs=1e-3)
+    # the two maps are different maps
+    assert not torch.allclose(maps['influence'] / maps['influence'].mean(),
+                              maps['cam_magnitude'] /
+                              maps['cam_magnitude'].mean())

@@ -354,10 +354,15 @@ def test_target_quality_curves(ran, tmp_path):
                         'target_quality/cam_miou': cam,
                         'target_quality/crf_miou': cam + 5,
                         'target_quality/rw_miou': cam - 5,
+                        'target_quality/influence_auc': 70.0 + t / 10,
+                        'target_quality/other_scalar': 1.0,
                         'step': t}) + '\n')
     c = read_target_quality(layout.model(100, spec.config))
     assert c['cam'] == [(0, 30.0), (50, 32.0), (100, 32.0)]
     assert c['crf'][1] == (50, 37.0) and c['rw'][2] == (100, 27.0)
+    # AUCs keep their suffix; other target_quality scalars are not curves
+    assert c['influence_auc'] == [(0, 70.0), (50, 75.0), (100, 80.0)]
+    assert set(c) == {'cam', 'crf', 'rw', 'influence_auc'}
     s = _report(ran, tmp_path / 'out', layout, use_previous=False)
     tq = s['figures']['target_quality']
     assert tq['rows'] == [['camguide', 'Our*']] and tq['seeds'] == [100, 101]

@@ -11,7 +11,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch.utils.data import Dataset
 
-from mmwsss.evaluation.target_quality import LabelMapIoU
+from mmwsss.evaluation.target_quality import ForegroundAUC, LabelMapIoU
 from mmwsss.registry import DATASETS, HOOKS
 from .influence_hook import preserved_rng_state
 
@@ -53,6 +53,14 @@ class TargetQualityHook(Hook):
     nearest neighbours and booked into one confusion matrix per name over
     all images (VOC protocol, :class:`~mmwsss.evaluation.target_quality.
     LabelMapIoU`).
+
+    A model with ``quality_maps(inputs, data_samples)`` (IG-CAM: the
+    influence map and the ``|CAM|`` saliency control's map,
+    :meth:`~mmwsss.models.segmentors.IGCAMSegmentor.quality_maps`) also has each of
+    those continuous maps scored by its foreground AUC (the map as a
+    detector of the mask's objects, mean over images,
+    :class:`~mmwsss.evaluation.target_quality.ForegroundAUC`), logged as
+    ``{prefix}/{name}_auc``.
 
     The mIoUs (in %) are logged as ``{prefix}/{name}_miou``: in the message
     hub (``runner.message_hub.update_scalar``), through the visualizer
@@ -206,11 +214,14 @@ class TargetQualityHook(Hook):
 
     @torch.no_grad()
     def compute(self, model) -> Dict[str, float]:
-        """mIoU (in [0, 1]) of every map name with ``model`` as it is."""
+        """mIoU (in [0, 1]) of every label map name, and the foreground AUC
+        (``'{name}_auc'``, in [0, 1]) of every continuous map, with
+        ``model`` as it is."""
         if is_model_wrapper(model):
             model = model.module
         num_classes = self.num_classes or getattr(model, 'num_classes')
         acc = LabelMapIoU(num_classes, self.ignore_index)
+        aucs = ForegroundAUC(self.ignore_index)
         for batch in self._batches():
             data = model.data_preprocessor(
                 pseudo_collate(copy.deepcopy(batch)), False)
@@ -224,11 +235,22 @@ class TargetQualityHook(Hook):
                 maps = dict(
                     cam=np.stack(
                         [p.pred_sem_seg.data[0].cpu().numpy() for p in preds]))
+            scores = {}
+            if hasattr(model, 'quality_maps'):
+                scores = {
+                    k: v.cpu().numpy()
+                    for k, v in model.quality_maps(inputs,
+                                                   data_samples).items()
+                }
             for i, ds in enumerate(data_samples):
                 gt = ds.gt_sem_seg.data[0].cpu().numpy()
                 for name, m in maps.items():
                     acc.add(name, m[i], gt)
-        return acc.results()
+                for name, m in scores.items():
+                    aucs.add(name, m[i], gt)
+        res = acc.results()
+        res.update({f'{k}_auc': v for k, v in aucs.results().items()})
+        return res
 
     def evaluate(self, runner, step: Optional[int] = None) -> dict:
         """Compute, log and return ``{name: mIoU %}``."""
@@ -244,7 +266,8 @@ class TargetQualityHook(Hook):
             model.train(was_training)
         step = runner.iter if step is None else step
         scalars = {
-            f'{self.prefix}/{name}_miou': round(100 * v, 4)
+            f'{self.prefix}/{name}' +
+            ('' if name.endswith('_auc') else '_miou'): round(100 * v, 4)
             for name, v in res.items()
         }
         for key, value in scalars.items():
@@ -253,7 +276,7 @@ class TargetQualityHook(Hook):
         runner.logger.info(f'TargetQualityHook iter {step}: ' +
                            ', '.join(f'{name} {100 * v:.2f}'
                                      for name, v in res.items()) +
-                           ' (mIoU % vs masks)')
+                           ' (mIoU / AUC % vs masks)')
         self.last = scalars
         self._last_step = step
         return scalars

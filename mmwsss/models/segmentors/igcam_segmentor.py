@@ -315,6 +315,58 @@ class IGCAMSegmentor(CAMSegmentor):
             maps.append(m.to(feat.dtype))
         return maps
 
+    @torch.no_grad()
+    def quality_maps(self, inputs: Tensor,
+                     data_samples: SampleList) -> Dict[str, Tensor]:
+        """Continuous maps to score against masks (``TargetQualityHook``).
+
+        Both maps are computed whatever ``map_source`` says, from the same
+        forward (pre-attention features ``F_s``, the current classifiers,
+        the image labels), each scale passed through the influence grid and
+        averaged over scales at the input size (``I_multi`` of sec. 3.4, as
+        :meth:`refine_kwargs` builds it):
+
+        - ``'influence'``: the influence map (eq. (9)), only once every
+          scale has been refreshed (before that the model uses uniform
+          maps, which say nothing);
+        - ``'cam_magnitude'``: the ``|CAM|`` of the labelled classes, the
+          saliency control's map (issue #18), always.
+
+        Args:
+            inputs (Tensor): ``(N, 3, H, W)`` preprocessed images.
+            data_samples (list): Samples with ``img_labels``.
+
+        Returns:
+            dict[str, Tensor]: ``(N, H, W)`` non-negative float maps.
+        """
+        labels = self.cam_head.targets(data_samples, inputs.device)
+        feats = list(self.extract_feat(inputs))
+        size = tuple(inputs.shape[-2:])
+        grid = (self.influence_cfg
+                or DEFAULT_INFLUENCE_CFG)['grid']
+        classifiers = self.cam_head.classifiers
+        mags = [
+            resample_maps(
+                cam_magnitude_maps(f, cls.weight, cls.bias, labels),
+                tuple(f.shape[-2:]), grid)
+            for f, cls in zip(feats, classifiers)
+        ]
+        out = dict(cam_magnitude=aggregate_scales(mags, size, grid)[:, 0])
+        if self.influence_cfg is not None and self.influence_valid:
+            self._influence_to(inputs.device)
+            raw = [
+                inf.maps(
+                    f.detach(),
+                    cls.weight,
+                    cls.bias,
+                    labels,
+                    size=tuple(f.shape[-2:]),
+                    grid=grid)
+                for f, cls, inf in zip(feats, classifiers, self.influence)
+            ]
+            out['influence'] = aggregate_scales(raw, size, grid)[:, 0]
+        return {k: v.float() for k, v in out.items()}
+
     def sample_weights(self, raw_maps: Optional[Sequence[Tensor]],
                        num: int, device) -> Tensor:
         """Per-image weights of eq. (10) from the raw per-scale maps."""

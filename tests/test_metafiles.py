@@ -19,9 +19,12 @@ NOT_TRAINED = 'not yet trained'
 
 
 def config_files() -> set:
+    """Model configs: not the shared ``_base_`` pieces nor the dev-seed
+    hyper-parameter variants of ``_search_`` (no models of their own)."""
     return {
         str(p.relative_to(ROOT))
-        for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts
+        for p in (ROOT / 'configs').rglob('*.py')
+        if '_base_' not in p.parts and '_search_' not in p.parts
     }
 
 

@@ -294,18 +294,35 @@ def _short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 3] + '...'
 
 
+#: Folder name of the dev-seed search rows (hyper-parameter variants of a
+#: table row, e.g. ``configs/_search_/igcam/*.py``): rows like any other,
+#: budget-checked like any other, but found only on request (``search=True``,
+#: the results tools' ``--search``), so they never enter the held-out
+#: tables.
+SEARCH_DIR = '_search_'
+
+
 def find_rows(root: Optional[str] = None,
-              pattern: Sequence[str] = ('configs/**/*.py', )) -> List[str]:
+              pattern: Sequence[str] = ('configs/**/*.py', ),
+              search: bool = False) -> List[str]:
     """Repo-relative paths of every config that declares ``wsss_row``.
 
     Configs are searched textually for ``wsss_row`` first so that only
     candidate files are parsed.
+
+    Args:
+        root (str, optional): Repository folder (default: this one).
+        pattern (Sequence[str]): Globs relative to ``root``.
+        search (bool): Also the rows under a :data:`SEARCH_DIR` folder.
     """
     import glob
     root = root or repo_root()
     out = []
     for pat in pattern:
         for full in sorted(glob.glob(osp.join(root, pat), recursive=True)):
+            parts = osp.relpath(full, root).replace(osp.sep, '/').split('/')
+            if not search and SEARCH_DIR in parts:
+                continue
             with open(full, encoding='utf-8') as f:
                 if '\nwsss_row' not in '\n' + f.read():
                     continue

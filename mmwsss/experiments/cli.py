@@ -20,7 +20,7 @@ from .runner import (REFINEMENTS, RESULTS_GT_CONFIG, RESULTS_NUM_TRAIN,
                      RESULTS_NUM_VAL, RESULTS_SEG_CONFIG, DataSpec,
                      ExperimentRunner, Layout, RunSettings, StageFailed,
                      candidates, read_json)
-from .tables import HELD_OUT_SEEDS
+from .tables import DEV_SEEDS, HELD_OUT_SEEDS
 
 ROOT = repo_root()
 
@@ -49,6 +49,11 @@ def add_arguments(p: argparse.ArgumentParser,
         default=None,
         help='rows to run (name, slug or config stem); the baseline and the '
         'parents of refine rows are run too. Default: every row')
+    p.add_argument(
+        '--search',
+        action='store_true',
+        help='also the dev-seed search rows (hyper-parameter variants under '
+        'configs/_search_/); only with dev seeds (0 1 2)')
     p.add_argument(
         '--work-dir',
         default='work_dirs/results/v{version}',
@@ -152,6 +157,10 @@ def check_arguments(p: argparse.ArgumentParser,
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         p.error(f'--seeds must be distinct non-negative ints, got '
                 f'{args.seeds}')
+    if getattr(args, 'search', False) and not set(args.seeds) <= set(
+            DEV_SEEDS):
+        p.error(f'--search tunes hyper-parameters: dev seeds only '
+                f'({" ".join(map(str, DEV_SEEDS))}), got {args.seeds}')
     if args.grid_images < 1 or args.grid_tile < 16:
         p.error('--grid-images must be >= 1 and --grid-tile >= 16')
     args.data = DataSpec(
@@ -198,7 +207,7 @@ def run(args: argparse.Namespace,
     """
     from .report import ReportSettings, write_report
     root = root or ROOT
-    rows = load_rows(root)
+    rows = load_rows(root, search=getattr(args, 'search', False))
     selected = select_rows(rows, args.rows, tables)
     if args.skip_rw:
         selected = [r for r in selected if r.refine != RANDOM_WALK]

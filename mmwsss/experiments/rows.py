@@ -129,13 +129,16 @@ def _table_rank(table: str) -> Tuple[int, str]:
 
 
 def load_rows(root: Optional[str] = None,
-              paths: Optional[Sequence[str]] = None) -> List[RowSpec]:
+              paths: Optional[Sequence[str]] = None,
+              search: bool = False) -> List[RowSpec]:
     """Row specs of the configs that declare ``wsss_row``, in table order.
 
     Args:
         root (str, optional): Repository folder (default: this package's).
         paths (Sequence[str], optional): Row configs to read instead of
             searching ``configs/**/*.py``.
+        search (bool): Also the dev-seed search rows
+            (:data:`~.budget.SEARCH_DIR`) when searching.
 
     Returns:
         list[RowSpec]: Baseline first, then each table's rows.
@@ -146,7 +149,8 @@ def load_rows(root: Optional[str] = None,
     """
     from .budget import repo_root
     root = root or repo_root()
-    found = list(paths) if paths is not None else find_rows(root)
+    found = list(paths) if paths is not None else find_rows(
+        root, search=search)
     metas: Dict[str, dict] = {}
     for path in found:
         rel = _norm(path, root)

@@ -132,3 +132,17 @@ def test_results_skip_drivers(fake_repo, tmp_path):
     assert final['best']['table'] in ('baseline', 'igcam')
     notes = '\n'.join(summary['notes'])
     assert 'seed 100: no result yet for' in notes and 'CamGuide' in notes
+
+
+def test_search_rows_need_dev_seeds(tmp_path, capsys):
+    """--search loads the _search_ rows, and only with dev seeds."""
+    with pytest.raises(SystemExit):
+        _args(IGCAM, tmp_path, '--search', '--seeds', '0', '100')
+    assert '--search tunes hyper-parameters' in capsys.readouterr().err
+    args = _args(IGCAM, tmp_path, '--search', '--seeds', '0', '1')
+    assert args.search
+    from mmwsss.experiments.rows import load_rows
+    plain = {r.config for r in load_rows(str(REPO))}
+    both = {r.config for r in load_rows(str(REPO), search=True)}
+    assert plain < both
+    assert all('/_search_/' in c for c in both - plain)

@@ -11,15 +11,24 @@ import pytest
 from mmwsss.experiments.budget import (check_row, find_rows, load_config,
                                        row_meta)
 
-ROWS = find_rows()
+ROWS = find_rows(search=True)
 
 
 def _meta(path):
     return row_meta(load_config(path), path)
 
 
+def test_search_rows_only_on_request():
+    """Dev-seed search rows never enter the held-out tables."""
+    plain = set(find_rows())
+    search = set(ROWS) - plain
+    assert plain < set(ROWS) and search
+    assert all('/_search_/' in p for p in search)
+    assert not any('/_search_/' in p for p in plain)
+
+
 def test_rows_found():
-    metas = {p: _meta(p) for p in ROWS}
+    metas = {p: _meta(p) for p in ROWS if '/_search_/' not in p}
     baselines = [p for p, m in metas.items() if m['table'] == 'baseline']
     assert baselines == [
         'configs/cam/cam_effl0-d16_1xb32-500it_demo-128x128.py'

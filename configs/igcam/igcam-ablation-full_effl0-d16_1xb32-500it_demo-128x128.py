@@ -66,6 +66,27 @@ quality_hook = dict(
         pipeline=quality_pipeline),
     interval=100,
     max_images=64)
+progressive_stages = [
+    dict(
+        name='coarse localisation',
+        losses={
+            'cam_head.loss_consistency.loss_weight': 0.0,
+            'cam_head.loss_boundary.loss_weight': 0.0
+        }),
+    dict(
+        name='refinement',
+        batch_augments=dict(
+            type='RandomBatchAugment',
+            augments=[
+                dict(type='MultiLabelMixUp', alpha=1.0),
+                dict(type='MultiLabelCutMix', alpha=1.0)
+            ],
+            probs=[0.5, 0.5])),
+    dict(
+        name='boundary optimisation',
+        pipeline=stage3_pipeline,
+        batch_augments=None),
+]
 custom_hooks = [
     dict(type='SafeCheckpointHook'),
     dict(type='RNGStateHook'),
@@ -74,27 +95,7 @@ custom_hooks = [
     dict(
         type='StageSwitchHook',
         switch_at=[167, 334],
-        stages=[
-            dict(
-                name='coarse localisation',
-                losses={
-                    'cam_head.loss_consistency.loss_weight': 0.0,
-                    'cam_head.loss_boundary.loss_weight': 0.0
-                }),
-            dict(
-                name='refinement',
-                batch_augments=dict(
-                    type='RandomBatchAugment',
-                    augments=[
-                        dict(type='MultiLabelMixUp', alpha=1.0),
-                        dict(type='MultiLabelCutMix', alpha=1.0)
-                    ],
-                    probs=[0.5, 0.5])),
-            dict(
-                name='boundary optimisation',
-                pipeline=stage3_pipeline,
-                batch_augments=None),
-        ]),
+        stages=progressive_stages),
 ]
 wsss_row = dict(
     table='igcam',
@@ -110,5 +111,5 @@ wsss_row = dict(
         'train_dataloader.dataset.pipeline',
         'test_dataloader.dataset.pipeline', 'quality_pipeline',
         'quality_hook.dataset.pipeline', 'custom_hooks.3.dataset.pipeline',
-        'custom_hooks.4'
+        'progressive_stages', 'custom_hooks.4'
     ])

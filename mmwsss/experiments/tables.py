@@ -249,10 +249,16 @@ def ablation_table(results: Dict[Tuple[str, str], dict],
         params = row.get('params_m')
         params = '-' if params is None else f'{params:.2f}'
         extra = f'{spec.extra_images:,}' if spec.extra_images else '0'
-        lines.append(f'| {table_title(spec.table)} | {spec.title} | '
+        lines.append(f'| {table_title(spec.table)} | {md_cell(spec.title)} | '
                      f'{params} | {extra} | {n} | ' + ' | '.join(cells) +
                      f' | {vs_b} | {vs_p} | {verdict} |')
     return '\n'.join(lines)
+
+
+def md_cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell (``|`` escaped, e.g. in
+    the row name ``+|CAM| map (control)``)."""
+    return str(text).replace('\\|', '|').replace('|', '\\|')
 
 
 def final_table(finals: Sequence[dict]) -> str:
@@ -282,7 +288,7 @@ def final_table(finals: Sequence[dict]) -> str:
         return f['final_miou'] - f['pseudo_miou']
 
     for f in finals:
-        best = f['best']['title'] if f.get('best') else '-'
+        best = md_cell(f['best']['title']) if f.get('best') else '-'
         r, d = ratio(f), learned(f)
         lines.append(f'| {f["seed"]} | {best} | {pct(f.get("pseudo_miou"))}'
                      f' | {pct(f.get("final_miou"))} | '
@@ -295,7 +301,8 @@ def final_table(finals: Sequence[dict]) -> str:
             if f.get('best'):
                 k = f['best']['title']
                 counts[k] = counts.get(k, 0) + 1
-        chosen = '; '.join(f'{k} x{v}' for k, v in counts.items()) or '-'
+        chosen = '; '.join(f'{md_cell(k)} x{v}'
+                           for k, v in counts.items()) or '-'
         cols = [
             mean_std([f.get(k) for f in finals])
             for k in ('pseudo_miou', 'final_miou', 'upper_miou')

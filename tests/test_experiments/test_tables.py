@@ -149,3 +149,26 @@ def test_final_table():
     assert f'| {_ms([0.5, 0.52])} | {_ms([0.48, 0.5])} | ' \
         f'{_ms([0.7, 0.72])} | {100 * ratio:.0f}% | -2.0 |' in mean
     assert 'x2' in mean
+
+
+def test_pipe_in_a_row_name_keeps_the_columns(results):
+    """``+|CAM| map (control)``: a ``|`` in a name must not add cells."""
+    ctrl = _row('igcam', '+|CAM| map (control)', 'igcam/a')
+    results[ctrl.ident] = dict(spec=ctrl, runs=_runs([0.44, 0.42, 0.41]))
+    lines = ablation_table(results, ['igcam'], SEEDS).splitlines()
+
+    def cells(line):
+        # split on unescaped pipes only
+        return [c for c in
+                line.replace('\\|', '\0').strip('|').split('|')]
+
+    widths = {len(cells(line)) for line in lines}
+    assert widths == {12}
+    row = [line for line in lines if 'control' in line][0]
+    assert '+\\|CAM\\| map (control)' in row
+    assert 'a\\|b x2' in final_table([
+        dict(seed=100, best=dict(title='a|b'), pseudo_miou=0.5,
+             final_miou=0.48, upper_miou=0.7),
+        dict(seed=101, best=dict(title='a|b'), pseudo_miou=0.5,
+             final_miou=0.48, upper_miou=0.7)
+    ])

@@ -355,6 +355,51 @@ def test_edge_loss_grad_only_to_cams_and_empty_count():
     assert out.item() == 0 and torch.isfinite(flat.grad).all()
 
 
+def test_edge_loss_detach_max_is_a_frozen_normaliser():
+    """``detach_max``: same value; the gradient is the finite difference of
+    the loss with the edge normaliser frozen at its current value."""
+    rng = np.random.default_rng(1)
+    img = torch.from_numpy(np.concatenate([step_image(24, 10, 0.02, 1)]))
+    base = torch.from_numpy(np.clip(cv2.resize(
+        rng.random((4, 4)), (12, 12), interpolation=cv2.INTER_LINEAR), 0,
+        1)).reshape(1, 1, 12, 12)
+    y = torch.ones(1, 1, dtype=torch.float64)
+    full, frozen = EdgeConsistencyLoss(), EdgeConsistencyLoss(detach_max=True)
+    grads = {}
+    for name, loss in (('full', full), ('frozen', frozen)):
+        c = base.clone().requires_grad_(True)
+        out = loss(c, img, y)
+        out.backward()
+        grads[name] = c.grad
+        assert out.item() == pytest.approx(full(base, img, y).item())
+    assert not torch.allclose(grads['full'], grads['frozen'])
+    # the normaliser of E at ``base``, as a constant
+    from mmwsss.models.losses.camguide_loss import (gaussian_blur,
+                                                   scharr_magnitude)
+    sizes = full.resolved_sizes((12, 12), (12, 12))
+    emax = scharr_magnitude(
+        gaussian_blur(base, sizes['cam_blur_kernel'],
+                      sizes['cam_blur_sigma'])).flatten(2).max(2).values
+
+    class Fixed(EdgeConsistencyLoss):
+
+        def cam_edges(self, cams):
+            e = scharr_magnitude(
+                gaussian_blur(cams, sizes['cam_blur_kernel'],
+                              sizes['cam_blur_sigma']))
+            return e / (emax[..., None, None] + self.eps)
+
+    fixed = Fixed()
+    h = 1e-6
+    for idx in [(0, 0, 3, 4), (0, 0, 6, 6), (0, 0, 9, 2)]:
+        plus, minus = base.clone(), base.clone()
+        plus[idx] += h
+        minus[idx] -= h
+        fd = (fixed(plus, img, y) - fixed(minus, img, y)).item() / (2 * h)
+        assert grads['frozen'][idx].item() == pytest.approx(
+            fd, rel=1e-4, abs=1e-8)
+
+
 def test_edge_loss_bad_input():
     loss = EdgeConsistencyLoss()
     cams, img = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)

@@ -358,6 +358,14 @@ class EdgeConsistencyLoss(_CamGuideLoss):
         loss_name (str): Defaults to ``'loss_edge'``.
         eps (float): Stabiliser of the CAM edge normalisation. Defaults to
             1e-6.
+        detach_max (bool): Treat the per-class maximum of the CAM edge
+            magnitude (the normaliser of ``E``) as a constant. The paper
+            normalises "by their global maximum" and says nothing about
+            the gradient; through the maximum, the loss falls when one
+            edge spikes and every other normalised edge shrinks, which on
+            the demo's dev seeds made the stage-3 CAMs collapse onto peaks
+            (see ``configs/camguide/README.md``). Defaults to False (the
+            literal reading).
     """
 
     def __init__(self,
@@ -373,7 +381,8 @@ class EdgeConsistencyLoss(_CamGuideLoss):
                  lambda_hard: float = 2.0,
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_edge',
-                 eps: float = 1e-6) -> None:
+                 eps: float = 1e-6,
+                 detach_max: bool = False) -> None:
         super().__init__(loss_weight, loss_name)
         for name, size in (('img_blur_kernel', img_blur_kernel),
                            ('cam_blur_kernel', cam_blur_kernel),
@@ -402,6 +411,7 @@ class EdgeConsistencyLoss(_CamGuideLoss):
         self.tau2 = tau2
         self.lambda_hard = lambda_hard
         self.eps = eps
+        self.detach_max = bool(detach_max)
 
     def resolved_sizes(self, img_shape: Tuple[int, int],
                        cam_shape: Tuple[int, int]) -> dict:
@@ -466,6 +476,8 @@ class EdgeConsistencyLoss(_CamGuideLoss):
                           sizes['cam_blur_sigma'])
         e = scharr_magnitude(x)
         emax = e.flatten(2).max(dim=2).values[..., None, None]
+        if self.detach_max:
+            emax = emax.detach()
         return e / (emax + self.eps)
 
     def forward(self, cams: Tensor, img: Tensor, labels: Tensor) -> Tensor:

@@ -9,10 +9,18 @@
 # (from 334) geometric warps and random erasing. Same 500 x 32 images.
 _base_ = ['./igcam-ablation-influence_effl0-d16_1xb32-500it_demo-128x128.py']
 proposal_dir = 'data/demo/proposals/ss-fast'
+fpn_channels = 64  # the +MS row's FPN
 model = dict(
-    neck=dict(start_level=0, num_outs=4),
-    attention=dict(num_scales=4),
+    backbone=dict(out_indices=(1, 2, 4, 6)),
+    neck=dict(
+        _delete_=True,
+        type='mmseg.FPN',
+        in_channels=[24, 40, 112, 320],
+        out_channels=fpn_channels,
+        num_outs=4),
+    attention=dict(in_channels=fpn_channels, num_scales=4),
     cam_head=dict(
+        in_channels=fpn_channels,
         num_scales=4,
         num_proposals=64,
         scale_fusion='learned',
@@ -20,6 +28,8 @@ model = dict(
             type='MultiScaleConsistencyLoss', distance='l2', loss_weight=0.5),
         loss_boundary=dict(
             type='BoundaryAlignmentLoss', mode='l1', loss_weight=0.3)))
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys=dict(neck=dict(lr_mult=10.0))))
 train_pipeline = [
     dict(type='mmseg.LoadImageFromFile'),
     dict(type='LoadProposals', proposal_dir=proposal_dir, max_num=2000),
@@ -103,8 +113,10 @@ wsss_row = dict(
     parent=
     'configs/igcam/igcam-ablation-influence_effl0-d16_1xb32-500it_demo-128x128.py',
     change=[
-        'model.neck.start_level', 'model.neck.num_outs',
-        'model.attention.num_scales', 'model.cam_head.num_scales',
+        'model.backbone.out_indices', 'model.neck', 'fpn_channels',
+        'model.attention.in_channels', 'model.attention.num_scales',
+        'model.cam_head.in_channels', 'model.cam_head.num_scales',
+        'optim_wrapper.paramwise_cfg.custom_keys.neck',
         'model.cam_head.num_proposals', 'model.cam_head.scale_fusion',
         'model.cam_head.loss_consistency', 'model.cam_head.loss_boundary',
         'proposal_dir', 'train_pipeline', 'test_pipeline', 'stage3_pipeline',

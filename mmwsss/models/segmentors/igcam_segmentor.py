@@ -294,10 +294,18 @@ class IGCAMSegmentor(CAMSegmentor):
         if labels is None or not self.influence_valid:
             return None
         self._influence_to(feats[0].device)
-        grid = self.influence_cfg['grid']
-        source = self.influence_cfg['map_source']
+        return self._scale_maps(feats, labels,
+                                self.influence_cfg['map_source'])
+
+    def _scale_maps(self, feats: Sequence[Tensor], labels: Tensor,
+                    source: str) -> List[Tensor]:
+        """Per-scale maps of ``source`` (``'influence'``: eq. (9) with the
+        current solve; ``'cam_magnitude'``: the ``|CAM|`` of the labelled
+        classes), each through the influence grid at its scale's size,
+        whatever the refresh state."""
+        grid = (self.influence_cfg or DEFAULT_INFLUENCE_CFG)['grid']
         maps = []
-        for s, (feat, inf) in enumerate(zip(feats, self.influence)):
+        for s, feat in enumerate(feats):
             cls = self.cam_head.classifiers[s]
             size = tuple(feat.shape[-2:])
             if source == 'cam_magnitude':
@@ -305,7 +313,7 @@ class IGCAMSegmentor(CAMSegmentor):
                     cam_magnitude_maps(feat, cls.weight, cls.bias, labels),
                     size, grid)
             else:
-                m = inf.maps(
+                m = self.influence[s].maps(
                     feat.detach(),
                     cls.weight,
                     cls.bias,
@@ -342,30 +350,14 @@ class IGCAMSegmentor(CAMSegmentor):
         labels = self.cam_head.targets(data_samples, inputs.device)
         feats = list(self.extract_feat(inputs))
         size = tuple(inputs.shape[-2:])
-        grid = (self.influence_cfg
-                or DEFAULT_INFLUENCE_CFG)['grid']
-        classifiers = self.cam_head.classifiers
-        mags = [
-            resample_maps(
-                cam_magnitude_maps(f, cls.weight, cls.bias, labels),
-                tuple(f.shape[-2:]), grid)
-            for f, cls in zip(feats, classifiers)
-        ]
-        out = dict(cam_magnitude=aggregate_scales(mags, size, grid)[:, 0])
+        grid = (self.influence_cfg or DEFAULT_INFLUENCE_CFG)['grid']
+        out = dict(cam_magnitude=aggregate_scales(
+            self._scale_maps(feats, labels, 'cam_magnitude'), size, grid))
         if self.influence_cfg is not None and self.influence_valid:
             self._influence_to(inputs.device)
-            raw = [
-                inf.maps(
-                    f.detach(),
-                    cls.weight,
-                    cls.bias,
-                    labels,
-                    size=tuple(f.shape[-2:]),
-                    grid=grid)
-                for f, cls, inf in zip(feats, classifiers, self.influence)
-            ]
-            out['influence'] = aggregate_scales(raw, size, grid)[:, 0]
-        return {k: v.float() for k, v in out.items()}
+            out['influence'] = aggregate_scales(
+                self._scale_maps(feats, labels, 'influence'), size, grid)
+        return {k: v[:, 0].float() for k, v in out.items()}
 
     def sample_weights(self, raw_maps: Optional[Sequence[Tensor]],
                        num: int, device) -> Tensor:

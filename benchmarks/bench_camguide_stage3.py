@@ -17,7 +17,9 @@ features).
 ``--head small`` swaps the config's paper-size refinement head (448
 channels, 3x3 fusion, 5 mixing blocks, 1.38 M parameters) for the earlier
 35 k one (128 channels, 1x1 fusion, 1 block); ``--target-forward train``
-builds the targets from the training forward (no extra forward).
+builds the targets from the training forward (no extra forward);
+``--target-forward multi_scale [--target-scales 1.0 1.5]`` from the
+eval-mode maps fused over scales and flips (one forward per view).
 
 Prints ``name: value`` lines; goal ``stage3_targets_ratio <= 1.30``.
 """
@@ -62,6 +64,13 @@ def parse_args():
         '--target-forward',
         default=None,
         help='train_cfg.target_forward (default: the config\'s)')
+    p.add_argument(
+        '--target-scales',
+        type=float,
+        nargs='+',
+        default=None,
+        help='train_cfg.target_scales for --target-forward multi_scale '
+        '(default: the test scales)')
     return p.parse_args()
 
 
@@ -89,7 +98,8 @@ def photo_batch(n: int, size: int) -> torch.Tensor:
 def build(with_targets: bool,
           workers: int,
           head: str = 'paper',
-          target_forward=None):
+          target_forward=None,
+          target_scales=None):
     cfg = Config.fromfile(CONFIG)
     m = cfg.model
     m.backbone.init_cfg = None
@@ -98,6 +108,8 @@ def build(with_targets: bool,
         m.refine_head.update(channels=128, fusion_kernel=1, num_mix=1)
     if target_forward:
         m.train_cfg.target_forward = target_forward
+    if target_scales:
+        m.train_cfg.target_scales = tuple(target_scales)
     if not with_targets:
         m.loss_crf = None
         m.loss_rw = None
@@ -109,8 +121,10 @@ def main():
     args = parse_args()
     register_all_modules()
     torch.manual_seed(0)
-    with_t = build(True, args.workers, args.head, args.target_forward)
-    without = build(False, 0, args.head, args.target_forward)
+    with_t = build(True, args.workers, args.head, args.target_forward,
+                   args.target_scales)
+    without = build(False, 0, args.head, args.target_forward,
+                    args.target_scales)
     without.load_state_dict(with_t.state_dict())
     raw = photo_batch(args.batch, args.size)
     samples = []
@@ -163,6 +177,9 @@ def main():
             elif mode == 'eval':
                 with eval_mode(with_t):
                     with_t._forward(inputs)
+            elif mode == 'multi_scale':
+                with_t._multi_scale_target_maps(inputs, samples,
+                                                (args.size // 4, ) * 2)
             t_fwd.append(time.perf_counter() - t0)
     t_forward = statistics.median(t_fwd)
     n_params = sum(p.numel() for p in with_t.refine_head.parameters())
@@ -190,10 +207,12 @@ def main():
     if hasattr(gen, 'close'):
         gen.close()
 
+    scales = (f', target_scales {with_t.train_cfg["target_scales"]}'
+              if mode == 'multi_scale' else '')
     print(f'device: cpu, torch threads {torch.get_num_threads()}, batch '
           f'{args.batch} x {args.size}x{args.size}, ResNet-18 student, '
           f'refined map {h}x{h}, refinement head {n_params:,} parameters, '
-          f'target_forward={mode!r}')
+          f'target_forward={mode!r}{scales}')
     print(f'stage3_iter_with_targets_ms: {1000 * med["with"]:.0f}')
     print(f'stage3_iter_without_targets_ms: {1000 * med["without"]:.0f}')
     print(f'stage3_targets_ratio: {med["with"] / med["without"]:.3f} '

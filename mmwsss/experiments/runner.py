@@ -423,14 +423,18 @@ class StageRunner:
               extra: List[str],
               loaders: Sequence[str] = ('train_dataloader',
                                         'test_dataloader'),
-              fingerprint: Any = None) -> str:
+              fingerprint: Any = None,
+              config_sha: Optional[str] = None) -> str:
         """Train (resuming an interrupted run); return the checkpoint.
 
         ``work/final.txt`` names the checkpoint of a finished training; it
         is written last. ``work/train_options.json`` records the config and
         options: a folder trained with other ones (a smoke run's) is
         removed, not resumed (``fingerprint``, e.g. the data settings,
-        is recorded and compared too). When a model is (re)trained,
+        is recorded and compared too, and so is the resolved config's
+        content, :func:`config_digest`: an edited config retrains;
+        ``config_sha`` gives it when ``config`` is relative to another
+        root than the repository's). When a model is (re)trained,
         everything derived from an earlier model in ``work``
         (:data:`DERIVED`) is removed.
         """
@@ -439,12 +443,22 @@ class StageRunner:
         want = dict(config=config, options=list(extra))
         if fingerprint is not None:
             want['fingerprint'] = fingerprint
-        if osp.isfile(record) and read_json(record) != want:
-            # e.g. a smoke run (--iters-scale) left this folder: never
-            # resume or reuse a model trained with other options
-            self.log(f'{stage}: {work} was trained with other options; '
-                     'retraining')
-            shutil.rmtree(work)
+        want['config_sha'] = config_sha or config_digest(config)
+        if osp.isfile(record):
+            have = read_json(record)
+            if 'config_sha' not in have:
+                # recorded before the digest existed: judged on the rest,
+                # and the digest is recorded from now on
+                have['config_sha'] = want['config_sha']
+                if have == want:
+                    write_json(record, want)
+            if have != want:
+                # e.g. a smoke run (--iters-scale) left this folder, or the
+                # config changed since: never resume or reuse a model
+                # trained with other options
+                self.log(f'{stage}: {work} was trained with other options '
+                         'or another version of its config; retraining')
+                shutil.rmtree(work)
         if self.done(final):
             with open(final) as f:
                 ckpt = f.read().strip()
@@ -502,6 +516,25 @@ class StageRunner:
                 raise StageFailed(f'{stage}: {logs} holds no mIoU')
             write_json(result, metrics)
         return float(read_json(result)['mIoU']) / 100.0
+
+
+def config_digest(config: str) -> str:
+    """SHA-256 of a config's resolved content (its ``_base_`` files merged).
+
+    Two versions of a config file that build the same settings have the
+    same digest (comments and layout do not count); any changed value,
+    in the file or in a base it inherits, changes it.
+
+    Args:
+        config (str): Config path, absolute or relative to the repository.
+    """
+    import hashlib
+
+    from mmengine.config import Config
+    path = config if osp.isabs(config) else osp.join(ROOT, config)
+    cfg = Config.fromfile(path).to_dict()
+    text = json.dumps(cfg, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------
@@ -983,8 +1016,14 @@ class ExperimentRunner:
                 self.layout.model(seed, cfg),
                 f'[{seed}] train {label}',
                 opts,
-                fingerprint=self.s.data.meta(seed))
+                fingerprint=self.s.data.meta(seed),
+                config_sha=self._digest(cfg))
         return ckpt
+
+    def _digest(self, config: str) -> str:
+        """:func:`config_digest` of a config named relative to the root."""
+        return config_digest(
+            config if osp.isabs(config) else osp.join(self.root, config))
 
     # ------------------------------------------------------------------
     def _limit(self) -> List[str]:
@@ -1204,7 +1243,8 @@ class ExperimentRunner:
             aff_work,
             stage + ': AffinityNet',
             opts, ('test_dataloader', ),
-            fingerprint=dict(self.s.data.meta(seed), labels=source))
+            fingerprint=dict(self.s.data.meta(seed), labels=source),
+            config_sha=self._digest(spec.config))
         old = self._fresh(spec, seed, ckpt)
         if old is not None:
             return old
@@ -1346,7 +1386,8 @@ class ExperimentRunner:
             f'[{seed}] train {what}',
             opts + extra,
             ('train_dataloader', 'val_dataloader', 'test_dataloader'),
-            fingerprint=self.s.data.meta(seed))
+            fingerprint=self.s.data.meta(seed),
+            config_sha=self._digest(cfg))
         return self.sr.test(
             cfg, ckpt, work, f'[{seed}] test {what}',
             data_root_options(cfg, self.layout.data(seed), root=self.root))

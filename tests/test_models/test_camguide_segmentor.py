@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmseg.structures import SegDataSample
 
 from mmwsss.models.segmentors.camguide_segmentor import (make_cam,
@@ -342,6 +343,43 @@ def test_stage3_targets_from_eval_forward(mode):
                                cap.tau[:, :1, None].expand(2, 8, 8).numpy())
 
 
+def test_stage3_targets_from_multi_scale_maps():
+    model = _stage3_dropout_model(
+        'multi_scale', target_scales=(1.0, 2.0), target_flip=True)
+    cap = _Capture(model)
+    inputs = torch.rand(2, 3, 32, 32) * 255
+    labels = torch.tensor([[1., 1., 0.], [0., 0., 1.]])
+    model._local_iter = 0
+    model.loss(inputs, _samples(2))
+    assert model.training and model.cam_head.training
+    got = torch.from_numpy(cap.scores[:, 1:])
+    # reference: eval-mode maps of each view, flips undone, summed at the
+    # input size (test_cfg fusion 'sum'), averaged down to the 8 x 8 grid
+    with torch.no_grad():
+        model.eval()
+        fused = 0
+        for size in (32, 64):
+            x = F.interpolate(inputs, size=(size, size), mode='bilinear',
+                              align_corners=False)
+            for flip in (False, True):
+                view = x.flip(-1) if flip else x
+                m = torch.relu(model._forward(view))
+                m = m.flip(-1) if flip else m
+                fused = fused + F.interpolate(
+                    m, size=(32, 32), mode='bilinear', align_corners=False)
+        model.train()
+    ref = F.avg_pool2d(fused, 4)
+    torch.testing.assert_close(
+        got, make_cam(ref) * labels[..., None, None], rtol=1e-4, atol=1e-5)
+    # the single-view eval map differs: the option changes the targets
+    with torch.no_grad():
+        model.eval()
+        single = model._forward(inputs)
+        model.train()
+    assert not torch.allclose(
+        got, make_cam(single) * labels[..., None, None], atol=1e-3)
+
+
 @pytest.mark.parametrize('detach', [True, False])
 def test_stage3_detach_norm_gradient(detach):
     model = _stage3_dropout_model('eval_head', detach_norm=detach)
@@ -378,6 +416,10 @@ def test_stage3_train_cfg_validation():
         MODELS.build(_cfg(stage=3, train_cfg=dict(target_forward='x')))
     with pytest.raises(ValueError, match='detach_norm'):
         MODELS.build(_cfg(stage=3, train_cfg=dict(detach_norm=('crf', 'x'))))
+    with pytest.raises(ValueError, match='target_scales'):
+        MODELS.build(_cfg(stage=3, train_cfg=dict(target_scales=())))
+    with pytest.raises(ValueError, match='target_scales'):
+        MODELS.build(_cfg(stage=3, train_cfg=dict(target_scales=(1.0, 0))))
     model = MODELS.build(
         _cfg(stage=3, train_cfg=dict(detach_norm=('edge', 'loc'))))
     assert model.train_cfg['detach_terms'] == ('edge', 'loc')

@@ -1,6 +1,6 @@
 # Copyright (c) mmwsss contributors.
 """CAM baseline as an MMSegmentation segmentor."""
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -180,13 +180,19 @@ class CAMSegmentor(BaseSegmentor):
     def multi_scale_cams(
             self,
             inputs: Tensor,
-            data_samples: OptSampleList = None) -> Tuple[Tensor, Tensor]:
+            data_samples: OptSampleList = None,
+            scales: Optional[Sequence[float]] = None,
+            flip: Optional[bool] = None) -> Tuple[Tensor, Tensor]:
         """Fused multi-scale (+ flip) CAMs at the input size.
 
         Args:
             inputs (Tensor): ``(N, 3, H, W)`` normalised images.
             data_samples (list[SegDataSample], optional): Their samples,
                 passed to :meth:`_view_cams`.
+            scales (Sequence[float], optional): Input scales instead of
+                ``test_cfg.scales``.
+            flip (bool, optional): Whether to add flipped views, instead of
+                ``test_cfg.flip``.
 
         Returns:
             tuple[Tensor, Tensor]: ReLU CAMs ``(N, K, H, W)`` fused over
@@ -194,21 +200,24 @@ class CAMSegmentor(BaseSegmentor):
             averaged over all views.
         """
         cfg = self.test_cfg
+        scales = cfg['scales'] if scales is None else tuple(scales)
+        flip = cfg['flip'] if flip is None else bool(flip)
+        if not scales:
+            raise ValueError('multi_scale_cams needs at least one scale')
         n, _, h, w = inputs.shape
         per_scale, logits = [], []
-        for scale in cfg['scales']:
+        for scale in scales:
             if scale == 1.0:
                 x = inputs
             else:
                 size = (max(1, round(h * scale)), max(1, round(w * scale)))
                 x = F.interpolate(
                     inputs, size=size, mode='bilinear', align_corners=False)
-            if cfg['flip']:
+            if flip:
                 x = torch.cat([x, x.flip(-1)], dim=0)
-            cams, logit = self._view_cams(x, data_samples, (h, w),
-                                          cfg['flip'])
+            cams, logit = self._view_cams(x, data_samples, (h, w), flip)
             cams = torch.relu(cams)
-            if cfg['flip']:
+            if flip:
                 cams = fuse_maps([cams[:n], cams[n:].flip(-1)],
                                  cfg['flip_fusion'])
                 logit = (logit[:n] + logit[n:]) / 2

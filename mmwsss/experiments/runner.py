@@ -518,7 +518,7 @@ class StageRunner:
         return float(read_json(result)['mIoU']) / 100.0
 
 
-def config_digest(config: str) -> str:
+def config_digest(config: str, root: Optional[str] = None) -> str:
     """SHA-256 of a config's resolved content (its ``_base_`` files merged).
 
     Two versions of a config file that build the same settings have the
@@ -526,12 +526,14 @@ def config_digest(config: str) -> str:
     in the file or in a base it inherits, changes it.
 
     Args:
-        config (str): Config path, absolute or relative to the repository.
+        config (str): Config path, absolute or relative to ``root``.
+        root (str, optional): Folder of relative paths (default: the
+            repository).
     """
     import hashlib
 
     from mmengine.config import Config
-    path = config if osp.isabs(config) else osp.join(ROOT, config)
+    path = config if osp.isabs(config) else osp.join(root or ROOT, config)
     cfg = Config.fromfile(path).to_dict()
     text = json.dumps(cfg, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -1017,13 +1019,8 @@ class ExperimentRunner:
                 f'[{seed}] train {label}',
                 opts,
                 fingerprint=self.s.data.meta(seed),
-                config_sha=self._digest(cfg))
+                config_sha=config_digest(cfg, self.root))
         return ckpt
-
-    def _digest(self, config: str) -> str:
-        """:func:`config_digest` of a config named relative to the root."""
-        return config_digest(
-            config if osp.isabs(config) else osp.join(self.root, config))
 
     # ------------------------------------------------------------------
     def _limit(self) -> List[str]:
@@ -1244,7 +1241,7 @@ class ExperimentRunner:
             stage + ': AffinityNet',
             opts, ('test_dataloader', ),
             fingerprint=dict(self.s.data.meta(seed), labels=source),
-            config_sha=self._digest(spec.config))
+            config_sha=config_digest(spec.config, self.root))
         old = self._fresh(spec, seed, ckpt)
         if old is not None:
             return old
@@ -1387,7 +1384,7 @@ class ExperimentRunner:
             opts + extra,
             ('train_dataloader', 'val_dataloader', 'test_dataloader'),
             fingerprint=self.s.data.meta(seed),
-            config_sha=self._digest(cfg))
+            config_sha=config_digest(cfg, self.root))
         return self.sr.test(
             cfg, ckpt, work, f'[{seed}] test {what}',
             data_root_options(cfg, self.layout.data(seed), root=self.root))

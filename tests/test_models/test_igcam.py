@@ -152,7 +152,7 @@ def test_head_without_proposals_equals_plain_cam_heads():
     feats = _feats()
     plain = CAMHead(in_channels=5, num_classes=4, bias=True)
     for kw in (dict(), dict(alpha_mode='geometry'), dict(use_beta=False),
-               dict(cam_mode='attribution')):
+               dict(cam_mode='attribution'), dict(cam_mode='dense')):
         head = _head(**kw)
         if head.scorers is not None:  # non-zero scores: softmax of one = 1
             for p in head.scorers.parameters():
@@ -414,6 +414,28 @@ def test_attribution_cam_decomposes_logits():
     for s in range(4):
         assert torch.allclose(
             out.cams[s].mean(dim=(2, 3)), out.logits[s], atol=1e-5)
+
+
+def test_dense_cam_drops_the_coverage_factor():
+    feats = _feats()
+    gen = torch.Generator().manual_seed(7)
+    infs = [torch.rand(2, 1, *hw, generator=gen) for hw in SIZES]
+    boxes = [torch.tensor([[3., 5., 17., 30.], [0., 0., 9., 9.]]),
+             torch.tensor([[10., 2., 31., 12.]])]
+    cov = _head()
+    dense = _head(cam_mode='dense')
+    dense.load_state_dict(cov.state_dict())
+    a = cov(feats, infs, boxes, (32, 32))
+    b = dense(feats, infs, boxes, (32, 32))
+    for s, f in enumerate(feats):
+        cls = dense.classifiers[s]
+        ref = infs[s] * F.conv2d(f, cls.weight)
+        if cls.bias is not None:
+            ref = ref + cls.bias[None, :, None, None]
+        assert torch.allclose(b.cams[s], ref, atol=1e-5)
+        # the logits (training signal) are the coverage mode's
+        assert torch.allclose(b.logits[s], a.logits[s], atol=1e-6)
+        assert not torch.allclose(b.cams[s], a.cams[s], atol=1e-3)
 
 
 def test_head_gradients_and_batch_independence():

@@ -11,7 +11,7 @@ from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
 from mmwsss.registry import MODELS
-from ..utils.box_ops import (axis_coverage, box_area, box_sums,
+from ..utils.box_ops import (axis_coverage, box_area, box_sums, select_boxes,
                              to_feature_boxes)
 from .cam_head import check_classifier_rows, label_rows
 
@@ -95,7 +95,12 @@ class InstanceGuidedCAMHead(BaseModule):
     ``cam_mode='attribution'`` uses ``omega_k M_k(u) h w / |p_k|`` instead,
     the exact spatial decomposition of the logit (``GAP(CAM_s) = z_s``), at
     the price of large values inside small boxes. Both equal ``W_s (I_s
-    F~_s) + b_s`` for the single whole-image proposal.
+    F~_s) + b_s`` for the single whole-image proposal. ``cam_mode='dense'``
+    drops the coverage factor, ``CAM_s(u) = I_s(u) (W_s F~_s(u)) + b_s``:
+    the proposals then act through training only (the proposal-pooled
+    logits of eq. (6)-(7)). It is not a reading of eq. (7) but a diagnosis
+    that splits the +Inst row's effect into training and inference; it can
+    be set at test time on a checkpoint trained with another mode.
 
     Proposals: the boxes of ``data_sample.proposals`` (``InstanceData`` with
     ``bboxes`` and ``ranks`` from
@@ -163,8 +168,8 @@ class InstanceGuidedCAMHead(BaseModule):
             Defaults to ``'feature'``.
         use_beta (bool): Use the influence weights ``beta_k``. Defaults to
             True.
-        cam_mode (str): ``'coverage'`` or ``'attribution'``. Defaults to
-            ``'coverage'``.
+        cam_mode (str): ``'coverage'``, ``'attribution'`` or ``'dense'``.
+            Defaults to ``'coverage'``.
         scale_fusion (str): ``'learned'`` (``gamma_s``), ``'mean'`` or
             ``'max'``. Defaults to ``'learned'``.
         fused_loss (str): Classification loss on the fused logit:
@@ -178,7 +183,7 @@ class InstanceGuidedCAMHead(BaseModule):
 
     SELECT_MODES = ('rank', 'area', 'random')
     ALPHA_MODES = ('feature', 'geometry', 'uniform')
-    CAM_MODES = ('coverage', 'attribution')
+    CAM_MODES = ('coverage', 'attribution', 'dense')
     FUSIONS = ('learned', 'mean', 'max')
     FUSED_LOSSES = ('gamma', 'all', 'none')
 
@@ -304,27 +309,7 @@ class InstanceGuidedCAMHead(BaseModule):
         """
         mode = mode or (self.train_select
                         if self.training else self.test_select)
-        boxes = boxes.reshape(-1, 4)
-        keep = box_area(boxes) > 0
-        boxes = boxes[keep]
-        if ranks is not None:
-            ranks = ranks.reshape(-1)[keep]
-        k = boxes.shape[0]
-        limit = k if self.num_proposals is None else min(
-            k, self.num_proposals)
-        if limit == k and mode != 'random':
-            order = None
-        elif mode == 'rank':
-            order = torch.arange(k, device=boxes.device) if ranks is None \
-                else torch.argsort(ranks.to(boxes.device), stable=True)
-        elif mode == 'area':
-            order = torch.argsort(box_area(boxes), descending=True,
-                                  stable=True)
-        else:
-            order = torch.randperm(k).to(boxes.device)
-        if order is None:
-            return boxes
-        return boxes[order[:limit]]
+        return select_boxes(boxes, self.num_proposals, mode, ranks)
 
     def gather_proposals(self, data_samples: Optional[SampleList],
                          device=None) -> Optional[List[Optional[Tensor]]]:
@@ -442,10 +427,14 @@ class InstanceGuidedCAMHead(BaseModule):
         coef = omega
         if self.cam_mode == 'attribution':
             coef = omega * (h * w) / safe[..., 0]
-        my = axis_coverage(fboxes[..., 1], fboxes[..., 3], h)
-        mx = axis_coverage(fboxes[..., 0], fboxes[..., 2], w)
-        cover = torch.einsum('np,nph,npw->nhw', coef, my, mx).unsqueeze(1)
-        cam = cover * inf * dense
+        if self.cam_mode == 'dense':
+            cam = inf * dense
+        else:
+            my = axis_coverage(fboxes[..., 1], fboxes[..., 3], h)
+            mx = axis_coverage(fboxes[..., 0], fboxes[..., 2], w)
+            cover = torch.einsum('np,nph,npw->nhw', coef, my,
+                                 mx).unsqueeze(1)
+            cam = cover * inf * dense
         if cls.bias is not None:
             logits = logits + cls.bias
             cam = cam + cls.bias[None, :, None, None]

@@ -26,14 +26,17 @@ zero-padded cumulative sums at the fractional box corners is exact. Cost
 is centred (per channel mean subtracted, added back times the area) before
 the cumulative sum to limit cancellation in float32.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 __all__ = [
-    'axis_coverage', 'box_area', 'box_masks', 'box_sums', 'to_feature_boxes'
+    'axis_coverage', 'box_area', 'box_masks', 'box_sums', 'select_boxes',
+    'to_feature_boxes'
 ]
+
+SELECT_MODES = ('rank', 'area', 'random')
 
 
 def to_feature_boxes(boxes: Tensor, img_shape: Tuple[int, int],
@@ -61,6 +64,49 @@ def box_area(boxes: Tensor) -> Tensor:
     """``(x2 - x1) * (y2 - y1)``, zero for empty boxes."""
     return (boxes[..., 2] - boxes[..., 0]).clamp_min(0) * \
         (boxes[..., 3] - boxes[..., 1]).clamp_min(0)
+
+
+def select_boxes(boxes: Tensor,
+                 limit: Optional[int],
+                 mode: str = 'rank',
+                 ranks: Optional[Tensor] = None) -> Tensor:
+    """Keep at most ``limit`` non-empty boxes of one image.
+
+    The proposal choice of :class:`~mmwsss.models.heads.
+    InstanceGuidedCAMHead` (in training and test) and of
+    :mod:`mmwsss.evaluation.proposal_quality`, so both see the same boxes.
+
+    Args:
+        boxes (Tensor): ``(K, 4)`` boxes (any leading shape is flattened).
+        limit (int, optional): Most boxes kept; None keeps all.
+        mode (str): ``'rank'`` (best ranked first: ``ranks`` ascending,
+            ties and ``ranks=None`` in row order), ``'area'`` (largest
+            first) or ``'random'`` (uniformly at random with the global
+            torch RNG).
+        ranks (Tensor, optional): ``(K,)`` ranks (0 = best).
+
+    Returns:
+        Tensor: ``(K', 4)`` selected boxes, empty boxes dropped.
+    """
+    if mode not in SELECT_MODES:
+        raise ValueError(f'mode must be one of {SELECT_MODES}, got {mode!r}')
+    boxes = boxes.reshape(-1, 4)
+    keep = box_area(boxes) > 0
+    boxes = boxes[keep]
+    if ranks is not None:
+        ranks = ranks.reshape(-1)[keep]
+    k = boxes.shape[0]
+    limit = k if limit is None else min(k, int(limit))
+    if limit == k and mode != 'random':
+        return boxes
+    if mode == 'rank':
+        order = torch.arange(k, device=boxes.device) if ranks is None \
+            else torch.argsort(ranks.to(boxes.device), stable=True)
+    elif mode == 'area':
+        order = torch.argsort(box_area(boxes), descending=True, stable=True)
+    else:
+        order = torch.randperm(k).to(boxes.device)
+    return boxes[order[:limit]]
 
 
 def axis_coverage(lo: Tensor, hi: Tensor, size: int) -> Tensor:

@@ -416,6 +416,40 @@ def test_attribution_cam_decomposes_logits():
             out.cams[s].mean(dim=(2, 3)), out.logits[s], atol=1e-5)
 
 
+def test_image_pooling_is_the_literal_gap_and_decomposes_logits():
+    feats = _feats(dtype=D64)
+    gen = torch.Generator().manual_seed(6)
+    inf = torch.rand(2, 1, 8, 8, generator=gen, dtype=D64)
+    boxes = torch.tensor([[[4., 8., 20., 28.], [0., 0., 32., 32.]],
+                          [[28., 28., 32., 32.], [8., 0., 16., 32.]]],
+                         dtype=D64)
+    pooled, beta, _, _ = InstanceGuidedCAMHead.pool_proposals(
+        feats[0], inf, boxes, (32, 32), 'image')
+    _, beta_box, _, _ = InstanceGuidedCAMHead.pool_proposals(
+        feats[0], inf, boxes, (32, 32))
+    for i in range(2):
+        for k in range(2):
+            x1, y1, x2, y2 = (int(v) // 4 for v in boxes[i, k])
+            masked = torch.zeros_like(feats[0][i])
+            masked[:, y1:y2, x1:x2] = (feats[0][i] * inf[i])[:, y1:y2, x1:x2]
+            assert torch.allclose(pooled[i, k], masked.mean(dim=(1, 2)))
+    assert torch.allclose(beta, beta_box)  # eq. (8) keeps / |p_k|
+    # with the literal GAP the coverage CAM decomposes the logit
+    gen = torch.Generator().manual_seed(7)
+    infs = [torch.rand(2, 1, *hw, generator=gen) for hw in SIZES]
+    props = [torch.tensor([[3., 5., 17., 30.], [0., 0., 9., 9.]]),
+             torch.tensor([[10., 2., 31., 12.]])]
+    out = _head(pool_norm='image')(_feats(), infs, props, (32, 32))
+    box = _head()(_feats(), infs, props, (32, 32))
+    for s in range(4):
+        assert torch.allclose(
+            out.cams[s].mean(dim=(2, 3)), out.logits[s], atol=1e-5)
+        assert not torch.allclose(
+            box.cams[s].mean(dim=(2, 3)), box.logits[s], atol=1e-3)
+    with pytest.raises(ValueError, match='pool_norm'):
+        _head(pool_norm='sum')
+
+
 def test_dense_cam_drops_the_coverage_factor():
     feats = _feats()
     gen = torch.Generator().manual_seed(7)

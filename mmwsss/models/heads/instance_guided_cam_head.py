@@ -57,7 +57,11 @@ class InstanceGuidedCAMHead(BaseModule):
     and areas ``|p_k| = sum_u M_k(u)`` in feature cells.
 
     Per proposal (eq. (6), GAP read as the mean *inside* the box, so that
-    small boxes are not diluted by the image area)::
+    small boxes are not diluted by the image area; ``pool_norm='image'``
+    takes the literal GAP of the masked map over the whole image, ``/ (h
+    w)`` instead of ``/ |p_k|``, which weights each proposal's logit by its
+    area and makes the coverage CAM decompose the logit exactly,
+    ``GAP(CAM_s) = z_s``)::
 
         h_k    = sum_u M_k(u) I_s(u) F~_s(u) / |p_k|
         z_k    = W_s h_k + b_s                           # CAM_s^(k)
@@ -170,6 +174,10 @@ class InstanceGuidedCAMHead(BaseModule):
             True.
         cam_mode (str): ``'coverage'``, ``'attribution'`` or ``'dense'``.
             Defaults to ``'coverage'``.
+        pool_norm (str): Denominator of the proposal pooling ``h_k`` of
+            eq. (6): ``'box'`` (the mean inside the box, ``/ |p_k|``) or
+            ``'image'`` (the literal GAP of the masked map over the whole
+            image, ``/ (h w)``). Defaults to ``'box'``.
         scale_fusion (str): ``'learned'`` (``gamma_s``), ``'mean'`` or
             ``'max'``. Defaults to ``'learned'``.
         fused_loss (str): Classification loss on the fused logit:
@@ -184,6 +192,7 @@ class InstanceGuidedCAMHead(BaseModule):
     SELECT_MODES = ('rank', 'area', 'random')
     ALPHA_MODES = ('feature', 'geometry', 'uniform')
     CAM_MODES = ('coverage', 'attribution', 'dense')
+    POOL_NORMS = ('box', 'image')
     FUSIONS = ('learned', 'mean', 'max')
     FUSED_LOSSES = ('gamma', 'all', 'none')
 
@@ -199,6 +208,7 @@ class InstanceGuidedCAMHead(BaseModule):
                  alpha_mode: str = 'feature',
                  use_beta: bool = True,
                  cam_mode: str = 'coverage',
+                 pool_norm: str = 'box',
                  scale_fusion: str = 'learned',
                  fused_loss: str = 'gamma',
                  loss_cls: ConfigType = dict(
@@ -217,6 +227,7 @@ class InstanceGuidedCAMHead(BaseModule):
             ('test_select', test_select, self.SELECT_MODES),
             ('alpha_mode', alpha_mode, self.ALPHA_MODES),
             ('cam_mode', cam_mode, self.CAM_MODES),
+            ('pool_norm', pool_norm, self.POOL_NORMS),
             ('scale_fusion', scale_fusion, self.FUSIONS),
             ('fused_loss', fused_loss, self.FUSED_LOSSES),
         ):
@@ -236,6 +247,7 @@ class InstanceGuidedCAMHead(BaseModule):
         self.alpha_mode = alpha_mode
         self.use_beta = use_beta
         self.cam_mode = cam_mode
+        self.pool_norm = pool_norm
         self.scale_fusion = scale_fusion
         self.fused_loss = fused_loss
         if scale_fusion == 'learned':
@@ -372,8 +384,11 @@ class InstanceGuidedCAMHead(BaseModule):
         return self.scorers[s](geo).squeeze(-1)
 
     @staticmethod
-    def pool_proposals(feat: Tensor, inf: Tensor, boxes: Tensor,
-                       img_shape: Tuple[int, int]
+    def pool_proposals(feat: Tensor,
+                       inf: Tensor,
+                       boxes: Tensor,
+                       img_shape: Tuple[int, int],
+                       norm: str = 'box'
                        ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """Masked average pooling inside proposals, eq. (6) and (8).
 
@@ -382,11 +397,13 @@ class InstanceGuidedCAMHead(BaseModule):
             inf (Tensor): ``(N, 1, h, w)`` influence map ``I_s``.
             boxes (Tensor): ``(N, P, 4)`` boxes in input pixels.
             img_shape (tuple[int, int]): Input ``(H, W)``.
+            norm (str): ``'box'`` divides ``h_k`` by ``|p_k|``, ``'image'``
+                by ``h w`` (see ``pool_norm`` of the class).
 
         Returns:
             tuple[Tensor, Tensor, Tensor, Tensor]: ``h_k = sum M_k I F~ /
-            |p_k|`` ``(N, P, C)``, ``beta_k = sum M_k I / |p_k|`` ``(N, P)``,
-            the areas ``|p_k|`` in feature cells ``(N, P)`` and the boxes in
+            |p_k|`` (or ``/ (h w)``) ``(N, P, C)``, ``beta_k = sum M_k I /
+            |p_k|`` ``(N, P)``, the areas ``|p_k|`` in feature cells ``(N, P)`` and the boxes in
             feature cells ``(N, P, 4)``. Empty boxes give zeros.
         """
         n, c, h, w = feat.shape
@@ -395,7 +412,8 @@ class InstanceGuidedCAMHead(BaseModule):
         x = torch.cat([feat * inf, inf.expand(n, 1, h, w)], dim=1)
         sums = box_sums(x, fboxes)  # (N, P, C + 1)
         safe = torch.where(area > 0, area, torch.ones_like(area))
-        pooled = sums[..., :c] / safe.unsqueeze(-1)
+        den = safe if norm == 'box' else torch.full_like(safe, h * w)
+        pooled = sums[..., :c] / den.unsqueeze(-1)
         beta = (sums[..., c] / safe).clamp_min(0)
         return pooled, beta, area, fboxes
 
@@ -404,7 +422,7 @@ class InstanceGuidedCAMHead(BaseModule):
                        img_shape: Tuple[int, int]):
         n, c, h, w = feat.shape
         pooled, beta, area, fboxes = self.pool_proposals(
-            feat, inf, boxes, img_shape)
+            feat, inf, boxes, img_shape, self.pool_norm)
         ok = valid & (area > 0)
         safe = torch.where(ok, area, torch.ones_like(area)).unsqueeze(-1)
         score = self._scores(s, pooled, fboxes, (h, w))

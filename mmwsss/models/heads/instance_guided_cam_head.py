@@ -403,8 +403,9 @@ class InstanceGuidedCAMHead(BaseModule):
         Returns:
             tuple[Tensor, Tensor, Tensor, Tensor]: ``h_k = sum M_k I F~ /
             |p_k|`` (or ``/ (h w)``) ``(N, P, C)``, ``beta_k = sum M_k I /
-            |p_k|`` ``(N, P)``, the areas ``|p_k|`` in feature cells ``(N, P)`` and the boxes in
-            feature cells ``(N, P, 4)``. Empty boxes give zeros.
+            |p_k|`` ``(N, P)``, the areas ``|p_k|`` in feature cells
+            ``(N, P)`` and the boxes in feature cells ``(N, P, 4)``. Empty
+            boxes give zeros.
         """
         n, c, h, w = feat.shape
         fboxes = to_feature_boxes(boxes, img_shape, (h, w)).to(feat.dtype)

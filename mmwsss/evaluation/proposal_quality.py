@@ -190,8 +190,7 @@ def evaluate_proposal_dir(proposal_dir: str,
     """
     from mmwsss.datasets.transforms.proposals import load_proposal_file
     quality = ProposalQuality(ignore_index, min_area)
-    gen = torch.random.fork_rng()
-    with gen:
+    with torch.random.fork_rng():
         torch.manual_seed(seed)
         for name in names:
             gt = read_label_png(osp.join(gt_dir, name + '.png'))

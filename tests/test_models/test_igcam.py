@@ -385,13 +385,29 @@ def test_head_with_proposals_matches_brute_force(alpha_mode):
     assert not torch.allclose(head(feats, infs).logits[0], out.logits[0])
 
 
-def test_pooling_and_beta_equal_box_means():
+def _pool_case():
+    """Float64 features, a scale-0 influence map and two boxes per image
+    aligned to its stride-4 cells."""
     feats = _feats(dtype=D64)
     gen = torch.Generator().manual_seed(6)
     inf = torch.rand(2, 1, 8, 8, generator=gen, dtype=D64)
     boxes = torch.tensor([[[4., 8., 20., 28.], [0., 0., 32., 32.]],
                           [[28., 28., 32., 32.], [8., 0., 16., 32.]]],
                          dtype=D64)
+    return feats, inf, boxes
+
+
+def _view_case():
+    """Per-scale influence maps and unaligned proposals of two images."""
+    gen = torch.Generator().manual_seed(7)
+    infs = [torch.rand(2, 1, *hw, generator=gen) for hw in SIZES]
+    boxes = [torch.tensor([[3., 5., 17., 30.], [0., 0., 9., 9.]]),
+             torch.tensor([[10., 2., 31., 12.]])]
+    return infs, boxes
+
+
+def test_pooling_and_beta_equal_box_means():
+    feats, inf, boxes = _pool_case()
     pooled, beta, area, _ = InstanceGuidedCAMHead.pool_proposals(
         feats[0], inf, boxes, (32, 32))
     for i in range(2):
@@ -406,10 +422,7 @@ def test_pooling_and_beta_equal_box_means():
 
 def test_attribution_cam_decomposes_logits():
     feats = _feats()
-    gen = torch.Generator().manual_seed(7)
-    infs = [torch.rand(2, 1, *hw, generator=gen) for hw in SIZES]
-    boxes = [torch.tensor([[3., 5., 17., 30.], [0., 0., 9., 9.]]),
-             torch.tensor([[10., 2., 31., 12.]])]
+    infs, boxes = _view_case()
     out = _head(cam_mode='attribution')(feats, infs, boxes, (32, 32))
     for s in range(4):
         assert torch.allclose(
@@ -417,12 +430,7 @@ def test_attribution_cam_decomposes_logits():
 
 
 def test_image_pooling_is_the_literal_gap_and_decomposes_logits():
-    feats = _feats(dtype=D64)
-    gen = torch.Generator().manual_seed(6)
-    inf = torch.rand(2, 1, 8, 8, generator=gen, dtype=D64)
-    boxes = torch.tensor([[[4., 8., 20., 28.], [0., 0., 32., 32.]],
-                          [[28., 28., 32., 32.], [8., 0., 16., 32.]]],
-                         dtype=D64)
+    feats, inf, boxes = _pool_case()
     pooled, beta, _, _ = InstanceGuidedCAMHead.pool_proposals(
         feats[0], inf, boxes, (32, 32), 'image')
     _, beta_box, _, _ = InstanceGuidedCAMHead.pool_proposals(
@@ -435,10 +443,7 @@ def test_image_pooling_is_the_literal_gap_and_decomposes_logits():
             assert torch.allclose(pooled[i, k], masked.mean(dim=(1, 2)))
     assert torch.allclose(beta, beta_box)  # eq. (8) keeps / |p_k|
     # with the literal GAP the coverage CAM decomposes the logit
-    gen = torch.Generator().manual_seed(7)
-    infs = [torch.rand(2, 1, *hw, generator=gen) for hw in SIZES]
-    props = [torch.tensor([[3., 5., 17., 30.], [0., 0., 9., 9.]]),
-             torch.tensor([[10., 2., 31., 12.]])]
+    infs, props = _view_case()
     out = _head(pool_norm='image')(_feats(), infs, props, (32, 32))
     box = _head()(_feats(), infs, props, (32, 32))
     for s in range(4):
@@ -452,10 +457,7 @@ def test_image_pooling_is_the_literal_gap_and_decomposes_logits():
 
 def test_dense_cam_drops_the_coverage_factor():
     feats = _feats()
-    gen = torch.Generator().manual_seed(7)
-    infs = [torch.rand(2, 1, *hw, generator=gen) for hw in SIZES]
-    boxes = [torch.tensor([[3., 5., 17., 30.], [0., 0., 9., 9.]]),
-             torch.tensor([[10., 2., 31., 12.]])]
+    infs, boxes = _view_case()
     cov = _head()
     dense = _head(cam_mode='dense')
     dense.load_state_dict(cov.state_dict())

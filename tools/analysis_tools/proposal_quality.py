@@ -18,6 +18,7 @@ import os
 import os.path as osp
 from typing import Optional, Sequence
 
+from mmwsss.datasets.splits import read_split
 from mmwsss.evaluation import evaluate_proposal_dir
 from mmwsss.utils.io import atomic_write_bytes
 
@@ -53,11 +54,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     for d in (args.proposal_dir, args.gt_dir):
         if not osp.isdir(d):
             raise SystemExit(f'folder not found: {d}')
-    if not osp.isfile(args.split):
-        raise SystemExit(f'split file not found: {args.split}')
-    with open(args.split) as f:
-        names = [ln.strip() for ln in f if ln.strip()][:args.limit]
     try:
+        names = read_split(args.split)[:args.limit]
         res = evaluate_proposal_dir(args.proposal_dir, args.gt_dir, names,
                                     args.top_k or None, args.modes, args.seed,
                                     args.ignore_index, args.min_area)

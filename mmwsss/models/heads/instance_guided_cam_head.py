@@ -11,8 +11,8 @@ from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
 from mmwsss.registry import MODELS
-from ..utils.box_ops import (axis_coverage, box_area, box_sums, select_boxes,
-                             to_feature_boxes)
+from ..utils.box_ops import (SELECT_MODES, axis_coverage, box_area, box_sums,
+                             select_boxes, to_feature_boxes)
 from .cam_head import check_classifier_rows, label_rows
 
 BoxList = Sequence[Optional[Tensor]]
@@ -189,7 +189,7 @@ class InstanceGuidedCAMHead(BaseModule):
         init_cfg (dict, optional): Initialisation config.
     """
 
-    SELECT_MODES = ('rank', 'area', 'random')
+    SELECT_MODES = SELECT_MODES
     ALPHA_MODES = ('feature', 'geometry', 'uniform')
     CAM_MODES = ('coverage', 'attribution', 'dense')
     POOL_NORMS = ('box', 'image')

@@ -7,6 +7,9 @@
 # (iterations 0-166) without the consistency and boundary terms, stage 2
 # adds them and MixUp / CutMix with soft multi-label targets, stage 3
 # (from 334) geometric warps and random erasing. Same 500 x 32 images.
+# Proposals follow the +Inst row's rule (random 64 in training, top 64 by
+# rank at test; the rank-in-both alternative is the search row
+# configs/_search_/igcam/igcam-search-full-rank_*).
 _base_ = ['./igcam-ablation-influence_effl0-d16_1xb32-500it_demo-128x128.py']
 proposal_dir = 'data/demo/proposals/ss-fast'
 fpn_channels = 64  # the +MS row's FPN
@@ -23,6 +26,7 @@ model = dict(
         in_channels=fpn_channels,
         num_scales=4,
         num_proposals=64,
+        train_select='random',
         scale_fusion='learned',
         loss_consistency=dict(
             type='MultiScaleConsistencyLoss', distance='l2', loss_weight=0.5),
@@ -117,7 +121,8 @@ wsss_row = dict(
         'model.attention.in_channels', 'model.attention.num_scales',
         'model.cam_head.in_channels', 'model.cam_head.num_scales',
         'optim_wrapper.paramwise_cfg.custom_keys.neck',
-        'model.cam_head.num_proposals', 'model.cam_head.scale_fusion',
+        'model.cam_head.num_proposals', 'model.cam_head.train_select',
+        'model.cam_head.scale_fusion',
         'model.cam_head.loss_consistency', 'model.cam_head.loss_boundary',
         'proposal_dir', 'train_pipeline', 'test_pipeline', 'stage3_pipeline',
         'train_dataloader.dataset.pipeline',

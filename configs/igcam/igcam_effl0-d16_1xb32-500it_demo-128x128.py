@@ -7,8 +7,8 @@
 #   proposals, +Inst (the better of two selection rules)   -2.2 / -3.5
 #   multi-scale FPN + learned gamma_s, +MS                  -2.7 / -
 #   influence (attention, weights, maps), +Influence        -1.6 / -
-#   every part + progressive stages, Full                   FULLS0 / -0.5
-#   InfluenceCRF against DenseCRF on Full's scores          FCRFS0 / -1.0
+#   every part + progressive stages, Full                   -1.6 / -0.5
+#   InfluenceCRF against DenseCRF on Full's scores          -1.1 / -1.0
 # and the searches within the paper's ranges (damping, map grid, number of
 # proposals, pooling, refresh interval, consistency weight, stage lengths;
 # configs/_search_/igcam/) brought none of them above Base. So this default

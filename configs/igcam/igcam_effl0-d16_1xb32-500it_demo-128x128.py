@@ -9,9 +9,10 @@
 #   influence (attention, weights, maps), +Influence        -1.6 / -
 #   every part + progressive stages, Full                   -1.6 / -0.5
 #   InfluenceCRF against DenseCRF on Full's scores          -1.1 / -1.0
-# and the searches within the paper's ranges (damping, map grid, number of
-# proposals, pooling, refresh interval, consistency weight, stage lengths;
-# configs/_search_/igcam/) brought none of them above Base. So this default
+# and the searches measured so far (damping, map grid, number of
+# proposals, pooling, proposal rule; configs/_search_/igcam/) brought none
+# of them above Base (refresh interval, consistency weight and stage
+# lengths are still running on the dev seeds). So this default
 # is the Base row: every part off, the CAM baseline's scores. The parts
 # stay available: the row configs igcam-ablation-{inst,ms,influence,full,
 # full-crf}_effl0-d16_* switch each on (Full is the paper's method on the

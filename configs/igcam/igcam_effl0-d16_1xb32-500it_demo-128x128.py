@@ -19,7 +19,8 @@
 # demo), and the VOC and COCO recipes (igcam_r101-fpn_*) keep every part
 # on. The held-out seeds' table in the README says whether each part helps.
 #
-#   python tools/train.py configs/igcam/igcam_effl0-d16_1xb32-500it_demo-128x128.py
-#   python tools/test.py configs/igcam/igcam_effl0-d16_1xb32-500it_demo-128x128.py \
+#   CFG=configs/igcam/igcam_effl0-d16_1xb32-500it_demo-128x128.py
+#   python tools/train.py $CFG
+#   python tools/test.py $CFG \
 #       work_dirs/igcam_effl0-d16_1xb32-500it_demo-128x128/iter_500.pth
 _base_ = ['./igcam-ablation-base_effl0-d16_1xb32-500it_demo-128x128.py']

@@ -168,7 +168,9 @@ def row_meta(cfg: Config, path: str = '<config>') -> dict:
                          f'got {meta["table"]!r}')
     if not meta['name']:
         raise ValueError(f'{path}: wsss_row.name is empty')
-    if (meta['parent'] is None) != (meta['table'] == 'baseline'):
+    # only the baseline has no parent; a 'baseline'-table row with a parent
+    # is a variant of it (a retrain with another random stream)
+    if meta['parent'] is None and meta['table'] != 'baseline':
         raise ValueError(f'{path}: exactly the baseline row has no parent '
                          f'(table {meta["table"]!r}, parent '
                          f'{meta["parent"]!r})')

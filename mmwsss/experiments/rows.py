@@ -6,7 +6,8 @@ Every demo ablation row config (and the CAM baseline config) carries a
 This module turns those configs into :class:`RowSpec` objects in table
 order and checks that they form one tree rooted at the baseline:
 
-* exactly one row has no parent, and it is the ``'baseline'`` table's;
+* exactly one row has no parent, and it is the ``'baseline'`` table's
+  (other ``'baseline'`` rows are variants of it, e.g. a retrain);
 * every parent is itself a row config;
 * a post-processing row (``refine``) has a parent whose model it reuses;
 * the last of a staged row's ``stages`` is the row's own config.

@@ -124,6 +124,22 @@ wsss_row = dict(table='igcam', name='x')
 """)
     with pytest.raises(ValueError, match='orphan.py: exactly the baseline'):
         check_row(orphan, str(tmp))
+    # a baseline-table row with a parent is a variant of the baseline (a
+    # retrain): allowed, and checked against its parent like any row
+    retrain = _write(tmp, 'retrain.py', f"""
+_base_ = ['./base.py']
+randomness = dict(seed=1)
+wsss_row = dict(table='baseline', name='retrain', parent={base!r},
+                change=['randomness.seed'])
+""")
+    assert check_row(retrain, str(tmp)) == []
+    undeclared = _write(tmp, 'undeclared.py', f"""
+_base_ = ['./base.py']
+randomness = dict(seed=1)
+wsss_row = dict(table='baseline', name='retrain2', parent={base!r})
+""")
+    assert any('randomness.seed' in p
+               for p in check_row(undeclared, str(tmp)))
 
 
 def test_trained_refine_row(rows):

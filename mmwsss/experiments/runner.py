@@ -738,10 +738,12 @@ def candidates(runs: Dict[Tuple[str, str], dict],
     for (table, name), run in runs.items():
         base = dict(table=table, row=name, seed=run.get('seed'))
 
+        # 'Baseline (CAM)', not 'Baseline Baseline (CAM)'
+        method = table_title(table)
+        who = name if name.startswith(method) else f'{method} {name}'
+
         def titled(ref_title):
-            return dict(
-                ref_title=ref_title,
-                title=f'{table_title(table)} {name}, {ref_title}')
+            return dict(ref_title=ref_title, title=f'{who}, {ref_title}')
 
         own = run.get('seed_candidates', True)
         if own and run.get('scores_dir') and osp.isdir(run['scores_dir']):

@@ -322,3 +322,18 @@ def test_aux_split_needed(fake_repo, tmp_path):
     assert stages.calls == []
     runner.s.data.num_aux = 4
     runner.plan()
+
+
+def test_candidate_titles_name_the_method_once(tmp_path):
+    """A row whose name starts with its method's title is not prefixed
+    again ('Baseline (CAM)', not 'Baseline Baseline (CAM)')."""
+    from mmwsss.experiments.runner import candidates
+    scores = tmp_path / 'scores'
+    scores.mkdir()
+    run = dict(miou_global=0.4, scores_dir=str(scores), thr=0.5)
+    titles = [
+        c['title'] for c in candidates(
+            {('baseline', 'Baseline (CAM)'): run, ('igcam', 'Base'): run},
+            refinements=('global', ))
+    ]
+    assert titles == ['Baseline (CAM), seed', 'IG-CAM Base, seed']

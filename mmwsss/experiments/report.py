@@ -254,7 +254,8 @@ def legend(settings: ReportSettings) -> str:
         'at the train-swept threshold (nothing tuned on val). Mean ± sample'
         ' std (ddof=1) over the n seeds, `(n=k)` marks a column with fewer '
         'runs. Every row is the baseline plus exactly the change that '
-        'names it (one budget, checked by `tests/test_configs_budget.py`); '
+        'names it (one budget, checked by '
+        '`tests/test_experiments/test_demo_rows.py`); '
         '"extra images" are images seen outside that budget (e.g. the '
         'CamGuide teacher\'s).')
 

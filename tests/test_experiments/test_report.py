@@ -379,3 +379,17 @@ def test_target_quality_curves(ran, tmp_path):
         rows=[['camguide', 'nope']])))
     assert check_figures(bad) == [
         "target quality: row camguide 'nope' has no result"]
+
+
+def test_report_names_files_that_exist():
+    """Every repository path the report's prose names exists."""
+    import re
+
+    import mmwsss.experiments.report as report
+    with open(report.__file__) as f:
+        text = f.read()
+    paths = set(re.findall(r'`((?:tests|tools|configs|mmwsss)/[^`\s]+)`',
+                           text))
+    assert paths, 'the report names no file'
+    missing = [p for p in sorted(paths) if not osp.exists(osp.join(ROOT, p))]
+    assert not missing, f'the report names missing files: {missing}'

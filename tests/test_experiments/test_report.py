@@ -368,7 +368,8 @@ def test_target_quality_curves(ran, tmp_path):
     assert tq['rows'] == [['camguide', 'Our*']] and tq['seeds'] == [100, 101]
     assert (tmp_path / 'out' / 'target_quality.png').is_file()
     assert check_figures(s) == []
-    assert 'target_quality.png' in (tmp_path / 'out' / 'results.md').read_text()
+    md = (tmp_path / 'out' / 'results.md').read_text()
+    assert 'target_quality.png' in md
     # numbers carried, logs gone: the previous curves stay
     gone = Layout(str(tmp_path / 'gone'), str(tmp_path / 'nodata'))
     s2 = _report(ran, tmp_path / 'out', gone)

@@ -30,7 +30,7 @@ from .calibration import bed_runs, bed_table
 from .plots import (check_figures, grid_columns, read_target_quality,
                     visualizer, write_bars, write_grid, write_target_quality)
 from .readme import update_readmes
-from .rows import RowSpec, table_title
+from .rows import RowSpec, row_label, table_title
 from .runner import (REFINEMENTS, DataSpec, Layout, candidate_slug,
                      candidates, palette, class_names, read_json,
                      select_best, split_names, write_json)
@@ -351,7 +351,7 @@ def write_report(rows: Sequence[RowSpec], settings: ReportSettings,
     if curves:
         figures['target_quality'] = write_target_quality(
             tq_path, curves,
-            {i: f'{table_title(i[0])} {i[1]}' for i in curves})
+            {i: row_label(*i) for i in curves})
         figures['target_quality']['path'] = 'target_quality.png'
     elif prev_tq and osp.isfile(tq_path) and all(
             results.get(tuple(i), {}).get('runs')

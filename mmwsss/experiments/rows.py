@@ -48,6 +48,14 @@ def table_title(table: str) -> str:
     return TABLE_TITLES.get(table, table)
 
 
+def row_label(table: str, name: str) -> str:
+    """A row named with its method, once: ``('igcam', 'Base')`` ->
+    ``'IG-CAM Base'``, ``('baseline', 'Baseline (CAM)')`` ->
+    ``'Baseline (CAM)'``."""
+    method = table_title(table)
+    return name if name.startswith(method) else f'{method} {name}'
+
+
 @dataclass(frozen=True)
 class RowSpec:
     """One ablation row, as declared by its config.

@@ -61,8 +61,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .budget import check_row, flatten, repo_root
-from .rows import (RANDOM_WALK, RowSpec, baseline_of, by_config, slug,
-                   table_title)
+from .rows import (RANDOM_WALK, RowSpec, baseline_of, by_config, row_label,
+                   slug)
 
 ROOT = repo_root()
 #: Where the demo configs expect the data.
@@ -738,9 +738,7 @@ def candidates(runs: Dict[Tuple[str, str], dict],
     for (table, name), run in runs.items():
         base = dict(table=table, row=name, seed=run.get('seed'))
 
-        # 'Baseline (CAM)', not 'Baseline Baseline (CAM)'
-        method = table_title(table)
-        who = name if name.startswith(method) else f'{method} {name}'
+        who = row_label(table, name)
 
         def titled(ref_title):
             return dict(ref_title=ref_title, title=f'{who}, {ref_title}')

@@ -4,8 +4,8 @@ import os.path as osp
 
 import pytest
 
-from mmwsss.experiments.rows import (load_rows, select_rows, slug,
-                                     table_title)
+from mmwsss.experiments.rows import (load_rows, row_label, select_rows,
+                                     slug, table_title)
 
 
 def test_rows_in_table_order(fake_repo):
@@ -88,3 +88,9 @@ def test_malformed_rows_name_the_file(fake_repo, rel, text, match):
     _add(fake_repo, rel, text)
     with pytest.raises(ValueError, match=match):
         load_rows(fake_repo)
+
+
+def test_row_label_names_the_method_once():
+    assert row_label('igcam', 'Base') == 'IG-CAM Base'
+    assert row_label('baseline', 'Baseline (CAM)') == 'Baseline (CAM)'
+    assert row_label('camguide', 'Our*') == 'CamGuide Our*'

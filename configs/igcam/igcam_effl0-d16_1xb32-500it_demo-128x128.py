@@ -5,14 +5,14 @@
 # against "Base", the CAM run through the IG-CAM code path with every part
 # off. Seed mIoU against Base on dev seeds 0 / 1 (tuning only):
 #   proposals, +Inst (the better of two selection rules)   -2.2 / -3.5
-#   multi-scale FPN + learned gamma_s, +MS                  -2.7 / -
-#   influence (attention, weights, maps), +Influence        -1.6 / -
+#   multi-scale FPN + learned gamma_s, +MS                  -2.7 / -8.0
+#   influence (attention, weights, maps), +Influence        -1.6 / -1.3
 #   every part + progressive stages, Full                   -1.6 / -0.5
 #   InfluenceCRF against DenseCRF on Full's scores          -1.1 / -1.0
 # and the searches measured so far (damping, map grid, number of
-# proposals, pooling, proposal rule; configs/_search_/igcam/) brought none
-# of them above Base (refresh interval, consistency weight and stage
-# lengths are still running on the dev seeds). So this default
+# proposals, pooling, proposal rule, refresh interval, stage lengths,
+# consistency weight on dev seed 0; configs/_search_/igcam/) brought none
+# of them above Base. So this default
 # is the Base row: every part off, the CAM baseline's scores. The parts
 # stay available: the row configs igcam-ablation-{inst,ms,influence,full,
 # full-crf}_effl0-d16_* switch each on (Full is the paper's method on the
